@@ -1,0 +1,74 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/error.h"
+
+namespace polyrun::sandbox {
+
+struct CgroupLimits {
+  uint64_t memory_bytes = 0;
+  uint64_t pids = 0;
+};
+
+struct CgroupUsage {
+  uint64_t cpu_ns = 0;
+  uint64_t memory_peak_bytes = 0;
+  uint64_t oom_kills = 0;
+};
+
+// One run's cgroup (one directory per hierarchy on v1, one directory on v2). Created with its
+// limits applied and read back; removed by Remove() or, best effort, by the destructor.
+class Cgroup {
+ public:
+  virtual ~Cgroup() = default;
+  // Moves `pid` (a process we just cloned, still waiting for our go) into the cgroup.
+  virtual Result<void> AddProcess(pid_t pid) = 0;
+  // Cheap enough to call every few milliseconds while a run is live.
+  virtual Result<CgroupUsage> Usage() = 0;
+  // Sends SIGKILL to every process in the cgroup. The PID-namespace init's death is the primary
+  // mechanism; this is the second fence.
+  virtual void KillAll() = 0;
+  virtual bool Empty() = 0;
+  // Kills what is left, waits (bounded) until empty and removes the directories.
+  virtual Result<void> Remove() = 0;
+};
+
+// The host's cgroup implementation, chosen once at start-up (DetectCgroups) and shared.
+class CgroupManager {
+ public:
+  virtual ~CgroupManager() = default;
+  // `name` must be unique among live runs; limits are written then read back, and an error
+  // naming the control file is returned if any limit did not take.
+  virtual Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
+                                                 const CgroupLimits& limits) = 0;
+  // One line for `polyrun doctor`: version and the directories used.
+  virtual std::string Describe() const = 0;
+};
+
+// cgroup v1: one directory per controller. `memory`, `pids` and `cpuacct` are the parent
+// directories (ours to create children in).
+Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
+                                                    const std::string& pids,
+                                                    const std::string& cpuacct);
+// cgroup v2: `parent` is a directory whose cgroup.subtree_control enables memory and pids
+// (MakeCgroupV2 enables them).
+Result<std::unique_ptr<CgroupManager>> MakeCgroupV2(const std::string& parent);
+
+// Reads /proc/self/mountinfo and /proc/self/cgroup and picks v2 when the unified hierarchy
+// has the memory and pids controllers, else v1 when memory, pids and cpuacct hierarchies are
+// mounted. Our runs live below the cgroup polyrun itself is in, in a `polyrun` child, so a
+// supervisor's limits on polyrun keep applying to every run. `root_override` (config) replaces
+// that parent directory on v2.
+Result<std::unique_ptr<CgroupManager>> DetectCgroups(const std::string& root_override = "");
+
+// Parsing helpers, exposed for tests.
+uint64_t ParseKeyedValue(const std::string& text, const std::string& key);  // "key N" lines
+std::string CgroupPathFor(const std::string& proc_self_cgroup, const std::string& controller);
+
+}  // namespace polyrun::sandbox

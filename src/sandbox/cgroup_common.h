@@ -1,0 +1,29 @@
+#pragma once
+
+#include <string>
+
+#include "util/error.h"
+
+namespace polyrun::sandbox::cgroup_internal {
+
+// Writes `value` to dir/file and reads it back; a mismatch (after page rounding for memory) is
+// kLimitUnavailable naming the file.
+Result<void> WriteChecked(const std::string& dir, const std::string& file, const std::string& value,
+                          uint64_t round_to = 0);
+Result<std::string> Read(const std::string& dir, const std::string& file);
+Result<void> Write(const std::string& dir, const std::string& file, const std::string& value);
+bool Exists(const std::string& dir, const std::string& file);
+// mkdir that tolerates EEXIST.
+Result<void> MakeDir(const std::string& path);
+// Kills every pid listed in dir/cgroup.procs.
+void KillProcs(const std::string& dir);
+bool ProcsEmpty(const std::string& dir);
+// rmdir with a bounded retry while the kernel finishes tearing down exiting tasks.
+Result<void> RemoveDir(const std::string& dir);
+
+}  // namespace polyrun::sandbox::cgroup_internal
+
+namespace polyrun::sandbox::cgroup_internal {
+// Leading decimal integer of a control file's content; 0 when there is none.
+uint64_t ToU64(std::string_view text);
+}  // namespace polyrun::sandbox::cgroup_internal

@@ -1,0 +1,149 @@
+// Cgroup controllers against a fake cgroup filesystem: plain directories and files stand in
+// for the kernel's control files, so both v1 and v2 logic run anywhere.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "sandbox/cgroup.h"
+
+namespace polyrun::sandbox {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FakeCgroupFs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("polyrun-cgfake-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  static void Put(const fs::path& p, const std::string& content) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << content;
+  }
+  static std::string Get(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  fs::path root_;
+};
+
+TEST(CgroupParse, KeyedValuesAndSelfPaths) {
+  EXPECT_EQ(ParseKeyedValue("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), 3u);
+  EXPECT_EQ(ParseKeyedValue("usage_usec 1234\nuser_usec 1000\n", "usage_usec"), 1234u);
+  EXPECT_EQ(ParseKeyedValue("populated 1\n", "missing"), 0u);
+  const std::string self = "9:name=systemd:/\n8:pids:/a\n4:memory:/process_api/x\n2:cpu,cpuacct:/b\n0::/u\n";
+  EXPECT_EQ(CgroupPathFor(self, "memory"), "/process_api/x");
+  EXPECT_EQ(CgroupPathFor(self, "cpuacct"), "/b");
+  EXPECT_EQ(CgroupPathFor(self, "pids"), "/a");
+  EXPECT_EQ(CgroupPathFor(self, ""), "/u");
+  EXPECT_EQ(CgroupPathFor(self, "blkio"), "");
+}
+
+TEST_F(FakeCgroupFs, V1WritesLimitsReadsThemBackAndReportsUsage) {
+  // The fake parent needs the files MakeCgroupV1 checks for.
+  Put(root_ / "memory/memory.limit_in_bytes", "");
+  Put(root_ / "pids/pids.max", "");
+  Put(root_ / "cpuacct/cpuacct.usage", "");
+  auto mgr = MakeCgroupV1((root_ / "memory").string(), (root_ / "pids").string(),
+                          (root_ / "cpuacct").string());
+  ASSERT_TRUE(mgr) << mgr.error().message();
+  // A real kernel creates the control files on mkdir; emulate that before Create() writes.
+  for (const auto& [dir, file] : {std::pair{"memory", "memory.limit_in_bytes"},
+                                  std::pair{"pids", "pids.max"}, std::pair{"cpuacct", "cgroup.procs"},
+                                  std::pair{"memory", "cgroup.procs"}, std::pair{"pids", "cgroup.procs"}}) {
+    Put(root_ / dir / "run1" / file, "");
+  }
+  auto cg = (*mgr)->Create("run1", {256ull << 20, 64});
+  ASSERT_TRUE(cg) << cg.error().message();
+  EXPECT_EQ(Get(root_ / "memory/run1/memory.limit_in_bytes"), std::to_string(256ull << 20));
+  EXPECT_EQ(Get(root_ / "pids/run1/pids.max"), "64");
+
+  Put(root_ / "cpuacct/run1/cpuacct.usage", "1500000\n");
+  Put(root_ / "memory/run1/memory.max_usage_in_bytes", "4096\n");
+  Put(root_ / "memory/run1/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
+  auto u = (*cg)->Usage();
+  ASSERT_TRUE(u) << u.error().message();
+  EXPECT_EQ(u->cpu_ns, 1500000u);
+  EXPECT_EQ(u->memory_peak_bytes, 4096u);
+  EXPECT_EQ(u->oom_kills, 2u);
+  EXPECT_TRUE((*cg)->AddProcess(12345));
+  EXPECT_EQ(Get(root_ / "memory/run1/cgroup.procs"), "12345");
+  EXPECT_EQ(Get(root_ / "pids/run1/cgroup.procs"), "12345");
+}
+
+TEST_F(FakeCgroupFs, V1RefusesAParentWithoutTheController) {
+  Put(root_ / "memory/memory.limit_in_bytes", "");
+  Put(root_ / "cpuacct/cpuacct.usage", "");
+  auto mgr = MakeCgroupV1((root_ / "memory").string(), (root_ / "pids").string(),
+                          (root_ / "cpuacct").string());
+  ASSERT_FALSE(mgr);
+  EXPECT_EQ(mgr.error().code, Errc::kUnsupported);
+  EXPECT_NE(mgr.error().message().find("pids.max"), std::string::npos) << mgr.error().message();
+}
+
+TEST_F(FakeCgroupFs, V2EnablesControllersAndWritesLimits) {
+  Put(root_ / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n");
+  Put(root_ / "cgroup.subtree_control", "");
+  Put(root_ / "polyrun/cgroup.subtree_control", "");
+  auto mgr = MakeCgroupV2(root_.string());
+  ASSERT_TRUE(mgr) << mgr.error().message();
+  // Plain files keep only the last write; the real file accumulates controllers.
+  EXPECT_EQ(Get(root_ / "cgroup.subtree_control").rfind("+pids", 0), 0u);
+  for (const char* f : {"memory.max", "memory.swap.max", "memory.oom.group", "pids.max"}) {
+    Put(root_ / "polyrun/run1" / f, "");
+  }
+  auto cg = (*mgr)->Create("run1", {100 << 20, 32});
+  ASSERT_TRUE(cg) << cg.error().message();
+  EXPECT_EQ(Get(root_ / "polyrun/run1/memory.max"), std::to_string(100 << 20));
+  EXPECT_EQ(Get(root_ / "polyrun/run1/memory.swap.max"), "0");
+  EXPECT_EQ(Get(root_ / "polyrun/run1/memory.oom.group"), "1");
+  EXPECT_EQ(Get(root_ / "polyrun/run1/pids.max"), "32");
+
+  Put(root_ / "polyrun/run1/cpu.stat", "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n");
+  Put(root_ / "polyrun/run1/memory.peak", "8192\n");
+  Put(root_ / "polyrun/run1/memory.events", "low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n");
+  auto u = (*cg)->Usage();
+  ASSERT_TRUE(u) << u.error().message();
+  EXPECT_EQ(u->cpu_ns, 2500000u);
+  EXPECT_EQ(u->memory_peak_bytes, 8192u);
+  EXPECT_EQ(u->oom_kills, 1u);
+  Put(root_ / "polyrun/run1/cgroup.events", "populated 0\nfrozen 0\n");
+  EXPECT_TRUE((*cg)->Empty());
+  Put(root_ / "polyrun/run1/cgroup.events", "populated 1\nfrozen 0\n");
+  EXPECT_FALSE((*cg)->Empty());
+}
+
+TEST_F(FakeCgroupFs, V2RefusesWhenMemoryControllerIsMissing) {
+  Put(root_ / "cgroup.controllers", "cpu io pids\n");
+  auto mgr = MakeCgroupV2(root_.string());
+  ASSERT_FALSE(mgr);
+  EXPECT_EQ(mgr.error().code, Errc::kUnsupported);
+  EXPECT_NE(mgr.error().message().find("memory"), std::string::npos);
+}
+
+TEST_F(FakeCgroupFs, LimitThatDoesNotReadBackIsRefused) {
+  Put(root_ / "cgroup.controllers", "memory pids\n");
+  Put(root_ / "cgroup.subtree_control", "");
+  Put(root_ / "polyrun/cgroup.subtree_control", "");
+  auto mgr = MakeCgroupV2(root_.string());
+  ASSERT_TRUE(mgr);
+  // A directory where the control file should be: the write fails, so Create must fail too
+  // and name the file.
+  fs::create_directories(root_ / "polyrun/run2/memory.max");
+  auto cg = (*mgr)->Create("run2", {1 << 20, 8});
+  ASSERT_FALSE(cg);
+  EXPECT_EQ(cg.error().code, Errc::kLimitUnavailable);
+  EXPECT_NE(cg.error().message().find("memory.max"), std::string::npos) << cg.error().message();
+}
+
+}  // namespace
+}  // namespace polyrun::sandbox

@@ -1,0 +1,120 @@
+// cgroup v1: memory, pids and cpuacct live in separate hierarchies, so a run owns one
+// directory in each. v1 has no cgroup.kill; the PID-namespace init's death ends the tree and
+// KillAll() signals any listed pid as a second fence.
+#include <unistd.h>
+
+#include "sandbox/cgroup.h"
+#include "sandbox/cgroup_common.h"
+
+namespace polyrun::sandbox {
+
+namespace {
+
+using namespace cgroup_internal;
+
+class CgroupV1 final : public Cgroup {
+ public:
+  CgroupV1(std::string memory, std::string pids, std::string cpuacct)
+      : memory_(std::move(memory)), pids_(std::move(pids)), cpuacct_(std::move(cpuacct)) {}
+  ~CgroupV1() override { (void)Remove(); }
+
+  Result<void> AddProcess(pid_t pid) override {
+    for (const auto* dir : {&memory_, &pids_, &cpuacct_}) {
+      if (auto r = Write(*dir, "cgroup.procs", std::to_string(pid)); !r) return r;
+    }
+    return {};
+  }
+
+  Result<CgroupUsage> Usage() override {
+    CgroupUsage u;
+    auto cpu = Read(cpuacct_, "cpuacct.usage");
+    if (!cpu) return std::unexpected(cpu.error());
+    u.cpu_ns = ToU64(*cpu);
+    auto peak = Read(memory_, "memory.max_usage_in_bytes");
+    if (!peak) return std::unexpected(peak.error());
+    u.memory_peak_bytes = ToU64(*peak);
+    auto oom = Read(memory_, "memory.oom_control");
+    if (!oom) return std::unexpected(oom.error());
+    u.oom_kills = ParseKeyedValue(*oom, "oom_kill");
+    return u;
+  }
+
+  void KillAll() override {
+    for (const auto* dir : {&memory_, &pids_, &cpuacct_}) KillProcs(*dir);
+  }
+
+  bool Empty() override { return ProcsEmpty(pids_); }
+
+  Result<void> Remove() override {
+    if (removed_) return {};
+    Result<void> result;
+    for (const auto* dir : {&memory_, &pids_, &cpuacct_}) {
+      if (auto r = RemoveDir(*dir); !r && result) result = r;
+    }
+    removed_ = true;
+    return result;
+  }
+
+ private:
+  std::string memory_, pids_, cpuacct_;
+  bool removed_ = false;
+};
+
+class CgroupV1Manager final : public CgroupManager {
+ public:
+  CgroupV1Manager(std::string memory, std::string pids, std::string cpuacct)
+      : memory_(std::move(memory)), pids_(std::move(pids)), cpuacct_(std::move(cpuacct)) {}
+
+  Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
+                                         const CgroupLimits& limits) override {
+    std::string mem = memory_ + "/" + name, pids = pids_ + "/" + name,
+                cpu = cpuacct_ + "/" + name;
+    for (const auto* dir : {&mem, &pids, &cpu}) {
+      if (auto r = MakeDir(*dir); !r) return std::unexpected(r.error());
+    }
+    auto cg = std::make_unique<CgroupV1>(mem, pids, cpu);
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    if (auto r = WriteChecked(mem, "memory.limit_in_bytes", bytes, page); !r) {
+      return std::unexpected(r.error());
+    }
+    // With swap accounting, memory+swap must be capped too or the limit leaks into swap.
+    if (Exists(mem, "memory.memsw.limit_in_bytes")) {
+      if (auto r = WriteChecked(mem, "memory.memsw.limit_in_bytes", bytes, page); !r) {
+        return std::unexpected(r.error());
+      }
+    }
+    if (Exists(mem, "memory.swappiness")) (void)Write(mem, "memory.swappiness", "0");
+    if (auto r = WriteChecked(pids, "pids.max", std::to_string(limits.pids)); !r) {
+      return std::unexpected(r.error());
+    }
+    return cg;
+  }
+
+  std::string Describe() const override {
+    return "cgroup v1 (memory: " + memory_ + ", pids: " + pids_ + ", cpuacct: " + cpuacct_ + ")";
+  }
+
+ private:
+  std::string memory_, pids_, cpuacct_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
+                                                    const std::string& pids,
+                                                    const std::string& cpuacct) {
+  for (const auto* dir : {&memory, &pids, &cpuacct}) {
+    if (auto r = cgroup_internal::MakeDir(*dir); !r) return std::unexpected(r.error());
+  }
+  for (const auto& [dir, file] : {std::pair{&memory, "memory.limit_in_bytes"},
+                                  std::pair{&pids, "pids.max"},
+                                  std::pair{&cpuacct, "cpuacct.usage"}}) {
+    if (!cgroup_internal::Exists(*dir, file)) {
+      return Fail(Errc::kUnsupported, *dir + ": no " + file + " (controller not mounted here?)");
+    }
+  }
+  return std::make_unique<CgroupV1Manager>(memory, pids, cpuacct);
+}
+
+}  // namespace polyrun::sandbox

@@ -1,0 +1,326 @@
+// The code that runs in the cloned child: it becomes PID 1 of the sandbox's PID namespace,
+// builds the filesystem, drops every privilege, starts the user's program as PID 2, reaps
+// orphans, forwards signals and reports the program's wait status.
+//
+// Contract: this runs right after clone(2) in a copy of a possibly multi-threaded process, so
+// it must not allocate, take locks or use anything that relies on the calling thread's glibc
+// state (no malloc, no stdio, no pthread, no raise/abort, no glibc fork()). Everything it needs
+// was prepared in the ChildPlan by the parent.
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/mount.h>
+#include <linux/securebits.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "sandbox/child_plan.h"
+
+namespace polyrun::sandbox {
+
+namespace {
+
+// Fixed descriptor numbers inside the child.
+constexpr int kStatusFd = 3;
+constexpr int kSyncFd = 4;
+
+void CopyStr(char* dst, size_t cap, const char* a, const char* b = nullptr) {
+  size_t i = 0;
+  for (const char* s : {a, b}) {
+    if (s == nullptr) continue;
+    while (*s != '\0' && i + 1 < cap) dst[i++] = *s++;
+  }
+  dst[i] = '\0';
+}
+
+bool WriteFull(int fd, const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = ::write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+[[noreturn]] void Die(const char* what, const char* path, int err) {
+  InitReport report;
+  report.kind = InitReport::kSetupFailed;
+  report.err = err;
+  CopyStr(report.what, sizeof report.what, what, path);
+  WriteFull(kStatusFd, &report, sizeof report);
+  ::_exit(127);
+}
+
+long SysMountSetattr(const char* path, unsigned flags, uint64_t set) {
+  mount_attr attr{};
+  attr.attr_set = set;
+  return ::syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof attr);
+}
+
+void RunStep(const SetupStep& s) {
+  const char* t = s.target.c_str();
+  switch (s.kind) {
+    case SetupStep::kMkdir:
+      if (::mkdir(t, s.mode) != 0 && errno != EEXIST) Die("mkdir ", t, errno);
+      return;
+    case SetupStep::kTmpfs:
+      if (::mount("tmpfs", t, "tmpfs", s.flags, s.data.c_str()) != 0) Die("mount tmpfs ", t, errno);
+      return;
+    case SetupStep::kBind:
+      if (::mount(s.source.c_str(), t, nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+        Die("bind mount ", t, errno);
+      }
+      if (SysMountSetattr(t, AT_RECURSIVE,
+                          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) != 0) {
+        Die("mount_setattr read-only ", t, errno);
+      }
+      return;
+    case SetupStep::kDeviceBind:
+      if (::mount(s.source.c_str(), t, nullptr, MS_BIND, nullptr) != 0) Die("bind device ", t, errno);
+      if (SysMountSetattr(t, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC) != 0) {
+        Die("mount_setattr device ", t, errno);
+      }
+      return;
+    case SetupStep::kProc:
+      if (::mount("proc", t, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+        Die("mount proc ", t, errno);
+      }
+      return;
+    case SetupStep::kSymlink:
+      if (::symlink(s.source.c_str(), t) != 0) Die("symlink ", t, errno);
+      return;
+    case SetupStep::kTouch:
+    case SetupStep::kFile: {
+      int fd = ::open(t, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, s.mode);
+      if (fd < 0) Die("create ", t, errno);
+      if (s.kind == SetupStep::kFile && !WriteFull(fd, s.content, s.size)) Die("write ", t, errno);
+      ::close(fd);
+      return;
+    }
+    case SetupStep::kReadOnly:
+      if (SysMountSetattr(t, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) != 0) {
+        Die("mount_setattr read-only ", t, errno);
+      }
+      return;
+  }
+}
+
+void BringUpLoopback() {
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) Die("socket for loopback", nullptr, errno);
+  ifreq req{};
+  std::memcpy(req.ifr_name, "lo", 3);
+  if (::ioctl(fd, SIOCGIFFLAGS, &req) != 0) Die("ioctl SIOCGIFFLAGS lo", nullptr, errno);
+  req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
+  if (::ioctl(fd, SIOCSIFFLAGS, &req) != 0) Die("ioctl SIOCSIFFLAGS lo", nullptr, errno);
+  ::close(fd);
+}
+
+void DropPrivileges(const ChildPlan& plan) {
+  // Lock the uid 0 special cases off for good before giving up CAP_SETPCAP.
+  if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                                     SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0) {
+    Die("prctl PR_SET_SECUREBITS", nullptr, errno);
+  }
+  for (int cap = 0; cap <= 63; ++cap) {
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+      Die("prctl PR_CAPBSET_DROP", nullptr, errno);
+    }
+  }
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+    Die("prctl PR_CAP_AMBIENT_CLEAR_ALL", nullptr, errno);
+  }
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capset, &header, data) != 0) Die("capset", nullptr, errno);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Die("prctl PR_SET_NO_NEW_PRIVS", nullptr, errno);
+  // Not dumpable: the program (same uid) cannot open /proc/1/mem or ptrace-attach to us.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) Die("prctl PR_SET_DUMPABLE", nullptr, errno);
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &plan.seccomp, 0, 0) != 0) {
+    Die("prctl PR_SET_SECCOMP", nullptr, errno);
+  }
+}
+
+void SendArtifacts(const ChildPlan& plan) {
+  uint64_t budget = plan.collect_max;
+  char buf[16384];
+  for (const char* name : plan.collect) {
+    if (name == nullptr) break;
+    // Inside the sandbox, so a symlink could only point at what the program can see anyway;
+    // O_NOFOLLOW and the regular-file check keep the artifact an artifact.
+    int fd = ::open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat st{};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<uint64_t>(st.st_size) > budget) {
+      ::close(fd);
+      continue;
+    }
+    ArtifactHeader h{static_cast<uint32_t>(std::strlen(name)), 0,
+                     static_cast<uint64_t>(st.st_size)};
+    budget -= h.size;
+    if (!WriteFull(kStatusFd, &h, sizeof h) || !WriteFull(kStatusFd, name, h.name_len)) {
+      ::_exit(126);
+    }
+    uint64_t left = h.size;
+    while (left > 0) {
+      ssize_t n = ::read(fd, buf, left < sizeof buf ? left : sizeof buf);
+      if (n <= 0) {
+        // The file shrank under us: pad so the stream stays well-formed.
+        std::memset(buf, 0, sizeof buf);
+        n = static_cast<ssize_t>(left < sizeof buf ? left : sizeof buf);
+      }
+      if (!WriteFull(kStatusFd, buf, static_cast<size_t>(n))) ::_exit(126);
+      left -= static_cast<uint64_t>(n);
+    }
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+[[noreturn]] void RunContainerInit(const ChildPlan& plan) {
+  // If polyrun's supervising thread dies, so does the sandbox (and with PID 1 gone, all of it).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+
+  // Move our five descriptors out of the way, then into their fixed places, and close every
+  // other descriptor this process inherited from polyrun.
+  const int src[5] = {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.status_fd, plan.sync_fd};
+  int high[5];
+  for (int i = 0; i < 5; ++i) {
+    high[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 100);
+    if (high[i] < 0) ::_exit(125);
+  }
+  for (int i = 0; i < 5; ++i) {
+    if (::dup2(high[i], i) < 0) ::_exit(125);
+  }
+  if (::syscall(SYS_close_range, 5, ~0U, 0) != 0) Die("close_range", nullptr, errno);
+
+  // Wait until the parent has written our uid/gid maps and placed us in the cgroup.
+  char go = 0;
+  ssize_t n;
+  do {
+    n = ::read(kSyncFd, &go, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) ::_exit(125);
+  ::close(kSyncFd);
+
+  if (plan.clear_groups && ::setgroups(0, nullptr) != 0) Die("setgroups", nullptr, errno);
+  if (::setresgid(plan.inner_gid, plan.inner_gid, plan.inner_gid) != 0) {
+    Die("setresgid", nullptr, errno);
+  }
+  if (::setresuid(plan.inner_uid, plan.inner_uid, plan.inner_uid) != 0) {
+    Die("setresuid", nullptr, errno);
+  }
+  // Entered only now, so the namespace's root is the run's own cgroup.
+  if (::unshare(CLONE_NEWCGROUP) != 0) Die("unshare CLONE_NEWCGROUP", nullptr, errno);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    Die("mount --make-rprivate /", nullptr, errno);
+  }
+  for (const SetupStep& step : plan.steps) RunStep(step);
+
+  if (::chdir(plan.new_root.c_str()) != 0) Die("chdir ", plan.new_root.c_str(), errno);
+  // pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only
+  // the new root, with no path back to the host's filesystem.
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) Die("pivot_root", nullptr, errno);
+  if (::umount2(".", MNT_DETACH) != 0) Die("umount2 old root", nullptr, errno);
+  if (::chdir("/") != 0) Die("chdir /", nullptr, errno);
+  if (SysMountSetattr("/", 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) != 0) {
+    Die("mount_setattr read-only /", nullptr, errno);
+  }
+  if (::sethostname("sandbox", 7) != 0) Die("sethostname", nullptr, errno);
+  BringUpLoopback();
+  for (const RlimitStep& r : plan.rlimits) {
+    if (::setrlimit(r.resource, &r.value) != 0) Die("setrlimit", nullptr, errno);
+  }
+  if (::chdir("/work") != 0) Die("chdir /work", nullptr, errno);
+
+  DropPrivileges(plan);
+
+  sigset_t forwarded, old;
+  sigemptyset(&forwarded);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
+    sigaddset(&forwarded, sig);
+  }
+  sigprocmask(SIG_BLOCK, &forwarded, &old);
+
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) Die("pipe2", nullptr, errno);
+
+  // A raw clone, not glibc's fork(): fork() would take malloc's locks, which another thread
+  // of polyrun may have held at the moment we were cloned.
+  long child = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, 0);
+  if (child < 0) Die("clone program", nullptr, errno);
+  if (child == 0) {
+    ::setpgid(0, 0);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    ::close(kStatusFd);
+    ::close(exec_pipe[0]);
+    ::execve(plan.argv[0], const_cast<char* const*>(plan.argv.data()),
+             const_cast<char* const*>(plan.envp.data()));
+    int err = errno;
+    WriteFull(exec_pipe[1], &err, sizeof err);
+    ::_exit(127);
+  }
+  ::close(exec_pipe[1]);
+  int exec_err = 0;
+  do {
+    n = ::read(exec_pipe[0], &exec_err, sizeof exec_err);
+  } while (n < 0 && errno == EINTR);
+  ::close(exec_pipe[0]);
+  if (n == sizeof exec_err) Die("execve ", plan.argv[0], exec_err);
+  // The program holds the pipes now; our copies would only delay EOF for the supervisor.
+  ::close(0);
+  ::close(1);
+  ::close(2);
+
+  int main_status = 0;
+  for (bool running = true; running;) {
+    siginfo_t info;
+    int sig = ::sigwaitinfo(&forwarded, &info);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      ::kill(-static_cast<pid_t>(child), sig);
+      continue;
+    }
+    for (;;) {
+      int st = 0;
+      pid_t reaped = ::waitpid(-1, &st, WNOHANG);
+      if (reaped <= 0) break;
+      if (reaped == child) {
+        main_status = st;
+        running = false;
+      }
+    }
+  }
+
+  InitReport report;
+  report.kind = InitReport::kExited;
+  report.wait_status = main_status;
+  if (!WriteFull(kStatusFd, &report, sizeof report)) ::_exit(126);
+  SendArtifacts(plan);
+  // Exiting as PID 1 makes the kernel SIGKILL everything left in the namespace.
+  ::_exit(0);
+}
+
+}  // namespace polyrun::sandbox

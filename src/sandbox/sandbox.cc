@@ -1,0 +1,508 @@
+#include "sandbox/sandbox.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "sandbox/child_plan.h"
+#include "sandbox/seccomp_policy.h"
+#include "util/files.h"
+#include "util/strings.h"
+#include "util/unique_fd.h"
+
+namespace polyrun::sandbox {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uid_t kInnerId = 1000;
+constexpr std::chrono::milliseconds kTick{10};
+
+const char kPasswd[] =
+    "root:x:0:0:root:/root:/bin/sh\n"
+    "sandbox:x:1000:1000:sandbox:/work:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+const char kGroup[] = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
+const char kHosts[] = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n";
+
+struct Pipe {
+  UniqueFd read, write;
+};
+
+Result<Pipe> MakePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return SysFail("pipe2", "sandbox pipe");
+  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Seccomp programs are immutable; build each distinct profile once.
+Result<std::shared_ptr<const SeccompProgram>> CachedSeccomp(const std::vector<std::string>& extra) {
+  static std::mutex mu;
+  static std::map<std::vector<std::string>, std::shared_ptr<const SeccompProgram>> cache;
+  std::lock_guard lock(mu);
+  auto it = cache.find(extra);
+  if (it != cache.end()) return it->second;
+  auto prog = BuildSeccompProgram(extra);
+  if (!prog) return std::unexpected(prog.error());
+  auto shared = std::make_shared<const SeccompProgram>(std::move(*prog));
+  cache.emplace(extra, shared);
+  return shared;
+}
+
+class PlanBuilder {
+ public:
+  explicit PlanBuilder(std::string root) : root_(std::move(root)) {}
+
+  void Mkdir(const std::string& inner, unsigned mode = 0755) {
+    if (!made_.insert(inner).second) return;
+    auto slash = inner.rfind('/');
+    if (slash != 0 && slash != std::string::npos) Mkdir(inner.substr(0, slash));
+    Add({SetupStep::kMkdir, "", root_ + inner, "", nullptr, 0, mode, 0});
+  }
+  void Parent(const std::string& inner) {
+    auto slash = inner.rfind('/');
+    if (slash != 0 && slash != std::string::npos) Mkdir(inner.substr(0, slash));
+  }
+  void Tmpfs(const std::string& inner, const std::string& options, unsigned long flags) {
+    if (inner != "/") Mkdir(inner);
+    Add({SetupStep::kTmpfs, "", root_ + (inner == "/" ? "" : inner), options, nullptr, 0, 0,
+         flags});
+  }
+  void Symlink(const std::string& inner, const std::string& link_text) {
+    Parent(inner);
+    made_.insert(inner);
+    Add({SetupStep::kSymlink, link_text, root_ + inner, "", nullptr, 0, 0, 0});
+  }
+  void File(const std::string& inner, const char* data, size_t size, unsigned mode) {
+    Parent(inner);
+    Add({SetupStep::kFile, "", root_ + inner, "", data, size, mode, 0});
+  }
+  // Returns false when the host lacks `host_path`.
+  bool Bind(const std::string& host_path) {
+    struct stat st{};
+    if (::lstat(host_path.c_str(), &st) != 0) return false;
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = ::readlink(host_path.c_str(), target, sizeof target - 1);
+      if (n < 0) return false;
+      target[n] = '\0';
+      if (!made_.contains(host_path)) Symlink(host_path, target);
+      return true;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      Mkdir(host_path);
+    } else {
+      Parent(host_path);
+      Add({SetupStep::kTouch, "", root_ + host_path, "", nullptr, 0, 0644, 0});
+    }
+    Add({SetupStep::kBind, host_path, root_ + host_path, "", nullptr, 0, 0, 0});
+    return true;
+  }
+  void Device(const std::string& name) {
+    std::string inner = "/dev/" + name;
+    Add({SetupStep::kTouch, "", root_ + inner, "", nullptr, 0, 0666, 0});
+    Add({SetupStep::kDeviceBind, inner, root_ + inner, "", nullptr, 0, 0, 0});
+  }
+  void Proc(const std::string& inner) {
+    Mkdir(inner);
+    Add({SetupStep::kProc, "", root_ + inner, "", nullptr, 0, 0, 0});
+  }
+  void ReadOnly(const std::string& inner) {
+    Add({SetupStep::kReadOnly, "", root_ + inner, "", nullptr, 0, 0, 0});
+  }
+
+  std::vector<SetupStep> Take() { return std::move(steps_); }
+
+ private:
+  void Add(SetupStep s) { steps_.push_back(std::move(s)); }
+  std::string root_;
+  std::vector<SetupStep> steps_;
+  std::set<std::string> made_;
+};
+
+// Reads whatever is available from a non-blocking fd. Returns false at EOF or error.
+bool Drain(int fd, const std::function<void(std::string_view)>& sink) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) {
+      sink(std::string_view(buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN;
+  }
+}
+
+Result<void> WriteProcFile(pid_t pid, const char* file, const std::string& content) {
+  std::string dir = "/proc/" + std::to_string(pid);
+  auto fd = OpenDir(dir);
+  if (!fd) return std::unexpected(fd.error());
+  return WriteFileAt(fd->get(), file, content);
+}
+
+}  // namespace
+
+Result<void> ValidateRelativePath(const std::string& name) {
+  if (name.empty()) return Fail(Errc::kInvalidArgument, "file name is empty");
+  if (name.size() > 4096) return Fail(Errc::kInvalidArgument, "file name is longer than 4096 bytes");
+  if (name.find('\0') != std::string::npos) {
+    return Fail(Errc::kInvalidArgument, "file name contains a NUL byte");
+  }
+  if (name.front() == '/') {
+    return Fail(Errc::kInvalidArgument, "file name \"" + name + "\" must be relative");
+  }
+  for (const auto& part : Split(name, '/')) {
+    if (part.empty() || part == "." || part == "..") {
+      return Fail(Errc::kInvalidArgument,
+                  "file name \"" + name + "\" has an empty, \".\" or \"..\" component");
+    }
+    if (part.size() > 255) {
+      return Fail(Errc::kInvalidArgument, "file name \"" + name + "\" has a component over 255 bytes");
+    }
+  }
+  return {};
+}
+
+Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
+  if (!config.cgroups) return Fail(Errc::kUnsupported, "sandbox: no cgroup manager");
+  if (config.host_uid == static_cast<uid_t>(-1)) {
+    config.host_uid = ::geteuid() == 0 ? 65534 : ::geteuid();
+  }
+  if (config.host_gid == static_cast<gid_t>(-1)) {
+    config.host_gid = ::geteuid() == 0 ? 65534 : ::getegid();
+  }
+  if (auto prog = CachedSeccomp({}); !prog) return std::unexpected(prog.error());
+  return std::unique_ptr<Sandbox>(new Sandbox(std::move(config)));
+}
+
+Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
+  if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/') {
+    return Fail(Errc::kInvalidArgument, "sandbox: argv[0] must be an absolute path");
+  }
+  for (const auto& f : spec.files) {
+    if (auto r = ValidateRelativePath(f.name); !r) return std::unexpected(r.error());
+  }
+  for (const auto& c : spec.collect) {
+    if (auto r = ValidateRelativePath(c); !r) return std::unexpected(r.error());
+  }
+  const SandboxLimits& lim = spec.limits;
+  auto seccomp = CachedSeccomp(spec.extra_syscalls);
+  if (!seccomp) return std::unexpected(seccomp.error());
+
+  // ---- the plan -------------------------------------------------------------------------
+  ChildPlan plan;
+  const std::string& root = config_.staging_dir;
+  plan.new_root = root;
+  plan.clear_groups = ::geteuid() == 0;
+  plan.inner_uid = kInnerId;
+  plan.inner_gid = kInnerId;
+  PlanBuilder b(root);
+  b.Tmpfs("/", "size=1m,nr_inodes=4096,mode=755", MS_NOSUID | MS_NODEV);
+  for (const auto& bind : spec.binds) {
+    if (bind.path.empty() || bind.path[0] != '/') {
+      return Fail(Errc::kInvalidArgument, "sandbox: bind path \"" + bind.path + "\" is not absolute");
+    }
+    if (bind.path == root || bind.path.starts_with(root + "/")) {
+      return Fail(Errc::kInvalidArgument,
+                  "sandbox: bind path \"" + bind.path + "\" lies below the staging directory");
+    }
+    if (!b.Bind(bind.path) && !bind.optional) {
+      return Fail(Errc::kNotFound, "sandbox: bind path \"" + bind.path + "\" does not exist");
+    }
+  }
+  b.Tmpfs("/dev", "size=64k,nr_inodes=64,mode=755", MS_NOSUID | MS_NOEXEC);
+  for (const char* dev : {"null", "zero", "full", "random", "urandom"}) b.Device(dev);
+  b.Symlink("/dev/fd", "/proc/self/fd");
+  b.Symlink("/dev/stdin", "/proc/self/fd/0");
+  b.Symlink("/dev/stdout", "/proc/self/fd/1");
+  b.Symlink("/dev/stderr", "/proc/self/fd/2");
+  b.Tmpfs("/dev/shm", "size=" + std::to_string(lim.tmp_bytes) + ",nr_inodes=1024,mode=1777",
+          MS_NOSUID | MS_NODEV | MS_NOEXEC);
+  b.ReadOnly("/dev");
+  b.Proc("/proc");
+  b.File("/etc/passwd", kPasswd, sizeof kPasswd - 1, 0644);
+  b.File("/etc/group", kGroup, sizeof kGroup - 1, 0644);
+  b.File("/etc/hosts", kHosts, sizeof kHosts - 1, 0644);
+  b.Tmpfs("/tmp", "size=" + std::to_string(lim.tmp_bytes) + ",nr_inodes=16384,mode=1777",
+          MS_NOSUID | MS_NODEV);
+  b.Tmpfs("/work", "size=" + std::to_string(lim.work_dir_bytes) + ",nr_inodes=16384,mode=755",
+          MS_NOSUID | MS_NODEV);
+  for (const auto& f : spec.files) {
+    b.File("/work/" + f.name, f.content.data(), f.content.size(), f.executable ? 0755 : 0644);
+  }
+  plan.steps = b.Take();
+
+  auto rl = [](uint64_t v) { return rlimit{static_cast<rlim_t>(v), static_cast<rlim_t>(v)}; };
+  const auto cpu_s = static_cast<uint64_t>((lim.cpu_time.count() + 999) / 1000);
+  plan.rlimits = {
+      {RLIMIT_CORE, rl(0)},
+      {RLIMIT_FSIZE, rl(lim.file_size_bytes)},
+      {RLIMIT_NOFILE, rl(lim.open_files)},
+      {RLIMIT_STACK, rl(lim.stack_bytes)},
+      // Second fence behind the cgroup's whole-tree accounting: per process, a little later.
+      {RLIMIT_CPU, rlimit{static_cast<rlim_t>(cpu_s + 1), static_cast<rlim_t>(cpu_s + 2)}},
+  };
+  for (const auto& a : spec.argv) plan.argv.push_back(a.c_str());
+  plan.argv.push_back(nullptr);
+  for (const auto& e : spec.env) plan.envp.push_back(e.c_str());
+  plan.envp.push_back(nullptr);
+  for (const auto& c : spec.collect) plan.collect.push_back(c.c_str());
+  plan.collect.push_back(nullptr);
+  plan.collect_max = spec.collect_max_bytes;
+  plan.seccomp = (*seccomp)->fprog();
+
+  // ---- descriptors and cgroup -----------------------------------------------------------
+  auto in = MakePipe(), out = MakePipe(), err = MakePipe(), status = MakePipe(), sync = MakePipe();
+  for (auto* p : {&in, &out, &err, &status, &sync}) {
+    if (!*p) return std::unexpected(p->error());
+  }
+  plan.stdin_fd = in->read.get();
+  plan.stdout_fd = out->write.get();
+  plan.stderr_fd = err->write.get();
+  plan.status_fd = status->write.get();
+  plan.sync_fd = sync->read.get();
+
+  std::string name = "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_);
+  auto cgroup = config_.cgroups->Create(name, {lim.memory_bytes, lim.processes});
+  if (!cgroup) return std::unexpected(cgroup.error());
+
+  // ---- clone ----------------------------------------------------------------------------
+  const auto start = Clock::now();
+  int pidfd = -1;
+  const unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                              CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD | SIGCHLD;
+  long pid = ::syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, 0);
+  if (pid < 0) return SysFail("clone", "sandbox namespaces");
+  if (pid == 0) RunContainerInit(plan);
+  UniqueFd pid_fd(pidfd);
+  in->read.reset();
+  out->write.reset();
+  err->write.reset();
+  status->write.reset();
+  sync->read.reset();
+
+  auto abort_child = [&](Error e) -> Result<SandboxOutcome> {
+    ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
+    siginfo_t info{};
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
+    return std::unexpected(e);
+  };
+  const std::string uid_map = std::to_string(kInnerId) + " " + std::to_string(config_.host_uid) + " 1";
+  const std::string gid_map = std::to_string(kInnerId) + " " + std::to_string(config_.host_gid) + " 1";
+  if (auto r = WriteProcFile(static_cast<pid_t>(pid), "uid_map", uid_map); !r) return abort_child(r.error());
+  if (!plan.clear_groups) {
+    if (auto r = WriteProcFile(static_cast<pid_t>(pid), "setgroups", "deny"); !r) {
+      return abort_child(r.error());
+    }
+  }
+  if (auto r = WriteProcFile(static_cast<pid_t>(pid), "gid_map", gid_map); !r) return abort_child(r.error());
+  if (auto r = (*cgroup)->AddProcess(static_cast<pid_t>(pid)); !r) return abort_child(r.error());
+  if (!WriteAll(sync->write.get(), "g", 1)) return abort_child(Error{Errc::kSyscall, "sandbox go", "write", errno});
+  sync->write.reset();
+
+  // ---- supervise ------------------------------------------------------------------------
+  SandboxOutcome outcome;
+  std::optional<Termination> killed_for;
+  auto kill_tree = [&](Termination why) {
+    if (!killed_for) killed_for = why;
+    ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
+    (*cgroup)->KillAll();
+  };
+
+  std::string status_buf;
+  const size_t status_cap = sizeof(InitReport) + spec.collect_max_bytes +
+                            spec.collect.size() * (sizeof(ArtifactHeader) + 4096);
+  uint64_t total_out = 0;
+  auto capture = [&](Stream stream, std::string_view chunk) {
+    std::string& dst = stream == Stream::kStdout ? outcome.stdout_data : outcome.stderr_data;
+    bool& truncated = stream == Stream::kStdout ? outcome.stdout_truncated : outcome.stderr_truncated;
+    const uint64_t cap = stream == Stream::kStdout ? lim.stdout_bytes : lim.stderr_bytes;
+    uint64_t room = std::min<uint64_t>(cap - std::min<uint64_t>(cap, dst.size()),
+                                       lim.output_bytes - std::min(lim.output_bytes, total_out));
+    std::string_view kept = chunk.substr(0, std::min<uint64_t>(room, chunk.size()));
+    if (!kept.empty()) {
+      dst.append(kept);
+      total_out += kept.size();
+      if (spec.on_output) spec.on_output(stream, kept);
+    }
+    if (kept.size() < chunk.size()) {
+      truncated = true;
+      kill_tree(Termination::kOutputLimit);
+    }
+  };
+
+  std::string_view stdin_left = spec.stdin_data;
+  UniqueFd stdin_w = std::move(in->write);
+  SetNonBlocking(stdin_w.get());
+  std::string pump_buf;  // bytes read from spec.stdin_fd not yet written
+  bool pump_eof = spec.stdin_fd < 0;
+  if (spec.stdin_fd < 0 && stdin_left.empty()) stdin_w.reset();
+
+  UniqueFd out_r = std::move(out->read), err_r = std::move(err->read), st_r = std::move(status->read);
+  for (int fd : {out_r.get(), err_r.get(), st_r.get()}) SetNonBlocking(fd);
+  bool init_done = false;
+  const auto deadline = start + lim.wall_time;
+  auto next_tick = start + kTick;
+  std::optional<Clock::time_point> drain_deadline;
+  uint64_t cpu_ns = 0;
+
+  for (;;) {
+    pollfd all[7];
+    nfds_t n = 0;
+    auto add = [&](int fd, short events) {
+      all[n] = {fd, events, 0};
+      return static_cast<int>(n++);
+    };
+    const int idx_pid = init_done ? -1 : add(pid_fd.get(), POLLIN);
+    const int idx_out = out_r.valid() ? add(out_r.get(), POLLIN) : -1;
+    const int idx_err = err_r.valid() ? add(err_r.get(), POLLIN) : -1;
+    const int idx_st = st_r.valid() ? add(st_r.get(), POLLIN) : -1;
+    const bool want_write = stdin_w.valid() && (!stdin_left.empty() || !pump_buf.empty());
+    const int idx_in = want_write ? add(stdin_w.get(), POLLOUT) : -1;
+    const bool want_read = !pump_eof && pump_buf.size() < 65536 && stdin_w.valid();
+    const int idx_src = want_read ? add(spec.stdin_fd, POLLIN) : -1;
+    const int idx_cancel = spec.cancel_fd >= 0 && !killed_for ? add(spec.cancel_fd, POLLIN) : -1;
+
+    if (init_done && !out_r.valid() && !err_r.valid() && !st_r.valid()) break;
+    auto now = Clock::now();
+    if (init_done && !drain_deadline) drain_deadline = now + std::chrono::seconds(2);
+    if (drain_deadline && now >= *drain_deadline) break;  // never hang on a stray write end
+    auto wake = std::min(next_tick, killed_for ? next_tick : deadline);
+    if (drain_deadline) wake = std::min(wake, *drain_deadline);
+    int timeout = static_cast<int>(
+        std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(wake - now).count()));
+    int ready = ::poll(all, n, timeout);
+    if (ready < 0 && errno != EINTR) {
+      kill_tree(Termination::kSetupFailed);
+      outcome.setup_error = std::string("poll: ") + std::strerror(errno);
+    }
+    if (ready > 0) {
+      if (idx_pid >= 0 && (all[idx_pid].revents & (POLLIN | POLLHUP | POLLERR))) init_done = true;
+      if (idx_out >= 0 && all[idx_out].revents) {
+        if (!Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); })) out_r.reset();
+      }
+      if (idx_err >= 0 && all[idx_err].revents) {
+        if (!Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); })) err_r.reset();
+      }
+      if (idx_st >= 0 && all[idx_st].revents) {
+        bool open = Drain(st_r.get(), [&](std::string_view c) {
+          size_t room = status_cap - std::min(status_cap, status_buf.size());
+          status_buf.append(c.substr(0, std::min(room, c.size())));
+        });
+        if (!open) st_r.reset();
+      }
+      if (idx_src >= 0 && all[idx_src].revents) {
+        char buf[65536];
+        ssize_t r = ::read(spec.stdin_fd, buf, sizeof buf);
+        if (r > 0) {
+          pump_buf.append(buf, static_cast<size_t>(r));
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+          pump_eof = true;
+        }
+      }
+      if (idx_in >= 0 && all[idx_in].revents) {
+        std::string_view src = !stdin_left.empty() ? stdin_left : std::string_view(pump_buf);
+        ssize_t w = ::write(stdin_w.get(), src.data(), std::min<size_t>(src.size(), 65536));
+        if (w > 0) {
+          if (!stdin_left.empty()) {
+            stdin_left.remove_prefix(static_cast<size_t>(w));
+          } else {
+            pump_buf.erase(0, static_cast<size_t>(w));
+          }
+        } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+          stdin_w.reset();  // EPIPE: the program closed its stdin
+        }
+      }
+      if (idx_cancel >= 0 && all[idx_cancel].revents) kill_tree(Termination::kCancelled);
+    }
+    if (stdin_w.valid() && stdin_left.empty() && pump_buf.empty() && pump_eof) stdin_w.reset();
+
+    now = Clock::now();
+    if (now >= next_tick || init_done) {
+      next_tick = now + kTick;
+      if (auto u = (*cgroup)->Usage(); u) {
+        cpu_ns = std::max(cpu_ns, u->cpu_ns);
+        outcome.memory_peak_bytes = std::max(outcome.memory_peak_bytes, u->memory_peak_bytes);
+        if (u->oom_kills > 0 && !killed_for) kill_tree(Termination::kMemoryLimit);
+        if (u->cpu_ns > static_cast<uint64_t>(lim.cpu_time.count()) * 1'000'000 && !killed_for) {
+          kill_tree(Termination::kCpuTimeout);
+        }
+      }
+    }
+    if (!init_done && now >= deadline && !killed_for) kill_tree(Termination::kWallTimeout);
+  }
+
+  siginfo_t info{};
+  ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
+  outcome.wall = std::chrono::duration_cast<Millis>(Clock::now() - start);
+  if (auto u = (*cgroup)->Usage(); u) {
+    cpu_ns = std::max(cpu_ns, u->cpu_ns);
+    outcome.memory_peak_bytes = std::max(outcome.memory_peak_bytes, u->memory_peak_bytes);
+    if (u->oom_kills > 0 && !killed_for) killed_for = Termination::kMemoryLimit;
+  }
+  outcome.cpu = Millis(cpu_ns / 1'000'000);
+  if (auto r = (*cgroup)->Remove(); !r && outcome.setup_error.empty()) {
+    outcome.setup_error = "cgroup cleanup: " + r.error().message();
+  }
+
+  // ---- verdict --------------------------------------------------------------------------
+  InitReport report;
+  bool have_report = status_buf.size() >= sizeof report;
+  if (have_report) std::memcpy(&report, status_buf.data(), sizeof report);
+  if (have_report && report.magic != InitReport::kMagic) have_report = false;
+
+  if (have_report && report.kind == InitReport::kExited) {
+    size_t off = sizeof report;
+    while (off + sizeof(ArtifactHeader) <= status_buf.size()) {
+      ArtifactHeader h;
+      std::memcpy(&h, status_buf.data() + off, sizeof h);
+      off += sizeof h;
+      if (off + h.name_len + h.size > status_buf.size()) break;
+      std::string aname = status_buf.substr(off, h.name_len);
+      off += h.name_len;
+      outcome.artifacts[aname] = status_buf.substr(off, h.size);
+      off += h.size;
+    }
+  }
+
+  if (killed_for) {
+    outcome.termination = *killed_for;
+  } else if (!have_report) {
+    outcome.termination = Termination::kSetupFailed;
+    outcome.setup_error = "sandbox init ended without a report (exit status " +
+                          std::to_string(info.si_status) + ")";
+  } else if (report.kind == InitReport::kSetupFailed) {
+    outcome.termination = Termination::kSetupFailed;
+    outcome.setup_error = std::string(report.what, strnlen(report.what, sizeof report.what)) +
+                          ": " + std::strerror(report.err);
+  } else if (WIFEXITED(report.wait_status)) {
+    outcome.termination = Termination::kExited;
+    outcome.exit_code = WEXITSTATUS(report.wait_status);
+  } else if (WIFSIGNALED(report.wait_status)) {
+    outcome.signal = WTERMSIG(report.wait_status);
+    outcome.termination = outcome.signal == SIGXCPU ? Termination::kCpuTimeout : Termination::kSignaled;
+  }
+  if (outcome.termination == Termination::kCpuTimeout && outcome.cpu < lim.cpu_time) {
+    outcome.cpu = lim.cpu_time;
+  }
+  return outcome;
+}
+
+}  // namespace polyrun::sandbox
