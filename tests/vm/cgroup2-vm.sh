@@ -24,6 +24,7 @@ SMP=2
 VERBOSE=0
 REBUILD=0
 RW_DIRS=()
+CGROUP=
 EXTRA_ENV=()
 
 usage() {
@@ -40,6 +41,9 @@ options:
   --mem MB           VM memory (default 2048)
   --smp N            VM CPUs (default 2)
   --rw DIR           also share host DIR read-write at the same path (repeatable)
+  --cgroup PATH      start the command in /sys/fs/cgroup/PATH (created, with all
+                     controllers enabled down to its parent), like a
+                     systemd-delegated service, instead of the root cgroup
   -e NAME[=VALUE]    pass/set an extra environment variable (repeatable)
   --verbose          kernel/init console to stderr (boot debugging)
   --rebuild          rebuild the cached kernel/initramfs first
@@ -64,6 +68,8 @@ while [ $# -gt 0 ]; do
     --smp=*) SMP=${1#*=}; shift ;;
     --rw) [ $# -ge 2 ] || die "--rw needs a value"; RW_DIRS+=("$2"); shift 2 ;;
     --rw=*) RW_DIRS+=("${1#*=}"); shift ;;
+    --cgroup) [ $# -ge 2 ] || die "--cgroup needs a value"; CGROUP=$2; shift 2 ;;
+    --cgroup=*) CGROUP=${1#*=}; shift ;;
     -e) [ $# -ge 2 ] || die "-e needs a value"; EXTRA_ENV+=("$2"); shift 2 ;;
     --verbose|-v) VERBOSE=1; shift ;;
     --rebuild) REBUILD=1; shift ;;
@@ -76,6 +82,8 @@ done
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] && [ "$TIMEOUT" -gt 0 ] || die "--timeout must be a positive integer"
 [[ "$MEM" =~ ^[0-9]+$ ]] && [ "$MEM" -ge 256 ] || die "--mem must be an integer >= 256"
 [[ "$SMP" =~ ^[0-9]+$ ]] && [ "$SMP" -ge 1 ] || die "--smp must be a positive integer"
+CGROUP=${CGROUP#/}; CGROUP=${CGROUP%/}
+case "/$CGROUP/" in */../*|*/./*|*//*) [ -z "$CGROUP" ] || die "bad --cgroup path '$CGROUP'" ;; esac
 case "$1" in /*) ;; *) die "the program must be an absolute path (got '$1')" ;; esac
 for d in "${RW_DIRS[@]}"; do
   case "$d" in /*) ;; *) die "--rw needs an absolute path (got '$d')" ;; esac
@@ -159,6 +167,8 @@ if [ -f $X/rw.list ]; then
 fi
 $B hostname polyrun-vm
 $B ip link set lo up 2>/dev/null || $B ifconfig lo 127.0.0.1 up || true
+# drop the initramfs' own proc/sys/dev so no stale mounts hide under the new /
+$B umount -l /proc /sys /dev 2>/dev/null
 say "switching root"
 cd $R
 exec $B switch_root $R /run/polyrun-vm/busybox sh /run/polyrun-vm/stage2
@@ -206,19 +216,18 @@ find_ko() {
   find "$tree" \( -name "$n.ko" -o -name "$n.ko.*" -o -name "$alt.ko" -o -name "$alt.ko.*" \) -print -quit
 }
 
-# resolve_modules TREE KERNELDIR CONFIG NAME... -> module names, deps first
+# resolve_modules TREE NAME... -> module names, dependencies first
 resolve_modules() {
-  local tree=$1 config=$2; shift 2
+  local tree=$1; shift
   local -A seen=()
   local order=()
   visit() {
-    local n=$1 f deps d sym
+    local n=$1 f deps d
     [ -z "${seen[$n]:-}" ] || return 0
     seen[$n]=1
     f=$(find_ko "$tree" "$n")
     if [ -z "$f" ]; then
       # not a module: fine if built in
-      sym=$(echo "$n" | tr 'a-z-' 'A-Z_')
       if [ -f "$tree/lib/modules/$KVER/modules.builtin" ] && grep -q "/$n.ko\$" "$tree/lib/modules/$KVER/modules.builtin"; then
         return 0
       fi
@@ -268,7 +277,7 @@ build_kernel() {   # -> $KDIR/{vmlinuz,config,modules/*.ko,modules.order}
   cp "$tree/boot/vmlinuz-$KVER" "$out/vmlinuz" || { rm -rf "$work"; die "no /boot/vmlinuz-$KVER in $KPKG"; }
   cp "$tree/boot/config-$KVER" "$out/config" || true
   : >"$out/modules.order"
-  for m in $(resolve_modules "$tree" "$out/config" $WANT_MODULES); do
+  for m in $(resolve_modules "$tree" $WANT_MODULES); do
     f=$(find_ko "$tree" "$m")
     [ -n "$f" ] || continue
     case "$f" in
@@ -323,6 +332,10 @@ prepare_cache() {
   if [ ! -f "$KDIR/vmlinuz" ] || [ ! -f "$KDIR/modules.order" ]; then
     [ -n "$KPKG" ] || KPKG=linux-image-$KVER
     build_kernel
+    # a newer Debian kernel replaces the older cached ones
+    for d in "$CACHE_DIR"/kernel-*/; do
+      [ "${d%/}" = "$KDIR" ] || rm -rf "$d"
+    done
   fi
   # An uncompressed ELF vmlinux boots via PVH: skips SeaBIOS's real-mode
   # loader and the in-guest xz decompression (~3 s under TCG). Optional.
@@ -390,7 +403,21 @@ sq() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }   # shell single-quote
     if [[ "$e" == *=* ]]; then val=${e#*=}; else val=${!name-}; fi
     echo "export $name=$(sq "$val")"
   done
-  echo "cd $(sq "$PWD") 2>/dev/null || { echo \"$PROG: cwd $(sq "$PWD") does not exist in the VM (note: /tmp is a fresh tmpfs there)\" >&2; exit 125; }"
+  case "$PWD/" in
+    /tmp/*|/var/tmp/*|/run/*|/dev/*|/proc/*|/sys/*)
+      covered=0
+      for d in "${RW_DIRS[@]}"; do case "$PWD/" in "${d%/}"/*) covered=1 ;; esac; done
+      [ "$covered" = 1 ] || note "warning: cwd $PWD is not shared; that path is a fresh VM-local mount in the VM (use --rw DIR to share it)" ;;
+  esac
+  echo "cd $(sq "$PWD") 2>/dev/null || { echo $(sq "$PROG: error: the cwd does not exist in the VM:") $(sq "$PWD") >&2; exit 125; }"
+  if [ -n "$CGROUP" ]; then
+    # enable every controller from the root down to the parent, then join the leaf
+    echo "B=/run/polyrun-vm/busybox; cg=/sys/fs/cgroup; all=\$(\$B sed 's/[^ ][^ ]*/+&/g' \$cg/cgroup.controllers)"
+    echo "set -- $(sq "$CGROUP")"
+    echo 'IFS=/; set -- $1; unset IFS; n=$#'
+    echo 'for c in "$@"; do echo "$all" >"$cg/cgroup.subtree_control" || exit 125; cg=$cg/$c; $B mkdir -p "$cg" || exit 125; done'
+    echo 'echo $$ >"$cg/cgroup.procs" || exit 125; unset B cg all c n'
+  fi
   echo "unset OLDPWD SHLVL"
   printf 'exec'
   for a in "$@"; do printf ' %s' "$(sq "$a")"; done

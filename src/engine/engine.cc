@@ -1,0 +1,443 @@
+#include "engine/engine.h"
+
+#include <signal.h>
+#include <sys/random.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+
+#include "engine/limits.h"
+#include "engine/result_json.h"
+
+namespace polyrun::engine {
+
+namespace {
+
+using languages::Limit;
+using languages::LimitSet;
+using nlohmann::json;
+using sandbox::Termination;
+
+// Collects the events of one execution, numbers and timestamps them, hands each to the
+// caller's sink and keeps them for the fold.
+class Recorder {
+ public:
+  Recorder(std::string id, const EventSink& sink) : id_(std::move(id)), sink_(sink) {}
+
+  void Emit(Event::Kind kind, json payload = nullptr, std::string data = {}, std::string stream = {}) {
+    Event e;
+    e.execution_id = id_;
+    e.seq = events_.size() + 1;
+    e.t_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::steady_clock::now() - start_)
+                                       .count());
+    e.kind = kind;
+    e.payload = std::move(payload);
+    e.data = std::move(data);
+    e.stream = std::move(stream);
+    if (sink_) sink_(e);
+    events_.push_back(std::move(e));
+  }
+  ExecutionResult Result() const { return Fold(events_); }
+  const std::string& id() const { return id_; }
+
+ private:
+  std::string id_;
+  const EventSink& sink_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::vector<Event> events_;
+};
+
+std::string SignalName(int sig) {
+  const char* abbrev = sigabbrev_np(sig);
+  return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+bool ValidEnvName(const std::string& k) {
+  if (k.empty() || std::isdigit(static_cast<unsigned char>(k[0]))) return false;
+  return std::all_of(k.begin(), k.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+std::string Extension(const std::string& name) {
+  auto slash = name.rfind('/');
+  auto dot = name.rfind('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  return name.substr(dot + 1);
+}
+
+std::vector<std::string> ExpandCommand(const std::vector<std::string>& cmd, const std::string& entry,
+                                       const std::vector<std::string>& sources,
+                                       const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const auto& token : cmd) {
+    if (token == "{args}") {
+      out.insert(out.end(), args.begin(), args.end());
+    } else if (token == "{sources}") {
+      out.insert(out.end(), sources.begin(), sources.end());
+    } else {
+      std::string t = token;
+      for (size_t pos; (pos = t.find("{entry}")) != std::string::npos;) t.replace(pos, 7, entry);
+      out.push_back(std::move(t));
+    }
+  }
+  return out;
+}
+
+sandbox::SandboxLimits ToSandboxLimits(const LimitSet& l) {
+  sandbox::SandboxLimits s;
+  s.wall_time = sandbox::Millis(static_cast<int64_t>(*l[Limit::kWallTime]));
+  s.cpu_time = sandbox::Millis(static_cast<int64_t>(*l[Limit::kCpuTime]));
+  s.memory_bytes = *l[Limit::kMemory];
+  s.processes = *l[Limit::kProcesses];
+  s.stdout_bytes = s.stderr_bytes = s.output_bytes = *l[Limit::kOutput];
+  s.file_size_bytes = *l[Limit::kFileSize];
+  s.open_files = *l[Limit::kOpenFiles];
+  s.work_dir_bytes = s.tmp_bytes = *l[Limit::kDisk];
+  s.stack_bytes = std::min<uint64_t>(8u << 20, s.memory_bytes);
+  return s;
+}
+
+// How a sandbox outcome reads as a status: the status, which limit (if any) and why.
+struct Verdict {
+  Status status;
+  std::string limit;
+  std::string reason;
+};
+
+Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool compile) {
+  const std::string stage = compile ? "compile stage: " : "";
+  auto fmt = [&](Limit l) { return FormatOptionNumber(languages::DeclOf(l), *limits[l]); };
+  switch (o.termination) {
+    case Termination::kExited:
+      if (o.exit_code == 0) return {Status::kOk, "", stage + "exited with status 0"};
+      return {compile ? Status::kCompileError : Status::kRuntimeError, "",
+              stage + "exited with status " + std::to_string(o.exit_code)};
+    case Termination::kSignaled:
+      return {compile ? Status::kCompileError : Status::kRuntimeError, "",
+              stage + "killed by signal " + std::to_string(o.signal) + " (" + SignalName(o.signal) + ")"};
+    case Termination::kWallTimeout:
+      return {Status::kTimeout, "wall_time", stage + "wall time limit of " + fmt(Limit::kWallTime) + " exceeded"};
+    case Termination::kCpuTimeout:
+      return {Status::kTimeout, "cpu_time", stage + "CPU time limit of " + fmt(Limit::kCpuTime) + " exceeded"};
+    case Termination::kMemoryLimit:
+      return {Status::kMemoryLimit, "memory", stage + "memory limit of " + fmt(Limit::kMemory) + " exceeded"};
+    case Termination::kOutputLimit:
+      return {Status::kOutputLimit, "output", stage + "output limit of " + fmt(Limit::kOutput) + " exceeded"};
+    case Termination::kCancelled:
+      return {Status::kCancelled, "", stage + "cancelled"};
+    case Termination::kSetupFailed:
+      return {Status::kInternalError, "", stage + "sandbox setup failed: " + o.setup_error};
+  }
+  return {Status::kInternalError, "", "unknown termination"};
+}
+
+bool KilledByUs(Termination t) {
+  return t == Termination::kWallTimeout || t == Termination::kCpuTimeout ||
+         t == Termination::kMemoryLimit || t == Termination::kOutputLimit ||
+         t == Termination::kCancelled;
+}
+
+}  // namespace
+
+std::string NewExecutionId() {
+  static constexpr char kAlphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";  // Crockford base32
+  uint64_t ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+  unsigned char rnd[10];
+  if (::getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+    throw std::runtime_error("getrandom failed");  // broken invariant: the kernel has entropy
+  }
+  std::string out = "ex_";
+  for (int i = 9; i >= 0; --i) out += kAlphabet[(ms >> (i * 5)) & 31];  // 50 bits of time
+  uint64_t hi = 0, lo = 0;
+  std::memcpy(&hi, rnd, 8);
+  std::memcpy(&lo, rnd + 8, 2);
+  for (int i = 0; i < 12; ++i) out += kAlphabet[(hi >> (i * 5)) & 31];
+  for (int i = 0; i < 3; ++i) out += kAlphabet[(lo >> (i * 5)) & 31];
+  out += kAlphabet[(hi >> 60) & 15];
+  return out;
+}
+
+std::string NowRfc3339() {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  time_t secs = static_cast<time_t>(ms / 1000);
+  tm t{};
+  gmtime_r(&secs, &t);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900,
+                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config) {
+  auto registry = languages::Registry::Load(config.languages_dir);
+  if (!registry) return std::unexpected(registry.error());
+  auto cgroups = sandbox::DetectCgroups(config.cgroup_root);
+  if (!cgroups) {
+    Error e = cgroups.error();
+    e.context = "cannot sandbox on this host: " + e.context + " (run `polyrun doctor`)";
+    return std::unexpected(e);
+  }
+  sandbox::SandboxConfig sc;
+  sc.cgroups = std::move(*cgroups);
+  if (config.sandbox_uid >= 0) sc.host_uid = static_cast<uid_t>(config.sandbox_uid);
+  if (config.sandbox_gid >= 0) sc.host_gid = static_cast<gid_t>(config.sandbox_gid);
+  auto sb = sandbox::Sandbox::Create(std::move(sc));
+  if (!sb) return std::unexpected(sb.error());
+  return std::make_unique<Engine>(config, std::move(*registry), std::move(*sb));
+}
+
+Engine::Engine(EngineConfig config, languages::Registry registry,
+               std::unique_ptr<sandbox::Sandbox> sb)
+    : config_(std::move(config)), registry_(std::move(registry)), sandbox_(std::move(sb)) {}
+
+std::string Engine::VersionOf(const std::string& id) {
+  std::lock_guard lock(registry_mu_);
+  return registry_.VersionOf(id, config_.cache_dir);
+}
+
+ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) {
+  Recorder rec(NewExecutionId(), sink);
+  rec.Emit(Event::Kind::kQueued,
+           {{"language", req.language}, {"labels", req.labels}, {"created_at", NowRfc3339()}});
+  auto finish = [&](Status status, std::string reason, json extra = json::object()) {
+    extra["status"] = StatusName(status);
+    extra["reason"] = std::move(reason);
+    extra["finished_at"] = NowRfc3339();
+    rec.Emit(Event::Kind::kFinished, std::move(extra));
+    return rec.Result();
+  };
+  auto reject = [&](std::string reason) { return finish(Status::kRejected, std::move(reason)); };
+
+  // ---- validation -----------------------------------------------------------------------
+  if (req.language.empty()) return reject("language: required");
+  const languages::LanguageEntry* entry = nullptr;
+  {
+    std::lock_guard lock(registry_mu_);
+    entry = registry_.Find(req.language);
+  }
+  if (entry == nullptr) {
+    std::string known;
+    for (const auto& e : registry_.entries()) known += (known.empty() ? "" : ", ") + e.id;
+    return reject("language: unknown language \"" + req.language + "\" (known: " + known + ")");
+  }
+  if (!entry->usable || !entry->language) {
+    return reject("language: " + entry->id + " is not usable on this host: " + entry->problem);
+  }
+  const languages::Language& lang = *entry->language;
+  const std::string version = VersionOf(lang.id);
+  if (!req.version.empty() && req.version != "*" && !version.starts_with(req.version)) {
+    return reject("version: " + lang.id + " " + req.version + " is not installed (installed: " +
+                  version + ")");
+  }
+
+  if (!req.code.empty() && !req.files.empty()) return reject("code, files: give one or the other, not both");
+  std::vector<RequestFile> files = req.files;
+  if (files.empty()) {
+    if (req.code.empty()) return reject("code: required (or files)");
+    files.push_back({lang.entry, req.code});
+  }
+  std::string entry_name = req.entry.empty() ? files.front().name : req.entry;
+  {
+    std::set<std::string> names;
+    uint64_t total = 0;
+    for (size_t i = 0; i < files.size(); ++i) {
+      if (auto r = sandbox::ValidateRelativePath(files[i].name); !r) {
+        return reject("files[" + std::to_string(i) + "].name: " + r.error().message());
+      }
+      if (!names.insert(files[i].name).second) {
+        return reject("files[" + std::to_string(i) + "].name: duplicate \"" + files[i].name + "\"");
+      }
+      total += files[i].content.size();
+    }
+    if (!names.contains(entry_name)) return reject("entry: \"" + entry_name + "\" is not among the files");
+    (void)total;
+  }
+  for (const auto& [k, v] : req.env) {
+    if (!ValidEnvName(k)) return reject("env: invalid variable name \"" + k + "\"");
+    if (v.find('\0') != std::string::npos) return reject("env." + k + ": contains a NUL byte");
+  }
+  for (size_t i = 0; i < req.args.size(); ++i) {
+    if (req.args[i].find('\0') != std::string::npos) {
+      return reject("args[" + std::to_string(i) + "]: contains a NUL byte");
+    }
+  }
+  if (req.network) return reject("network: network access is not enabled on this server");
+
+  auto override_of = [](const std::map<std::string, LimitSet>& m, const std::string& id) {
+    auto it = m.find(id);
+    return it == m.end() ? LimitSet{} : it->second;
+  };
+  auto limits = ResolveLimits({req.limits, override_of(config_.language_limits, lang.id),
+                               lang.run.limits, config_.limits, config_.ceiling});
+  if (!limits) return reject(limits.error().message());
+  uint64_t total_bytes = 0;
+  for (const auto& f : files) total_bytes += f.content.size();
+  if (total_bytes > *(*limits)[Limit::kDisk]) {
+    return reject("files: " + std::to_string(total_bytes) + " bytes do not fit the disk limit of " +
+                  FormatOptionNumber(languages::DeclOf(Limit::kDisk), *(*limits)[Limit::kDisk]));
+  }
+  LimitSet compile_limits;
+  if (lang.compile) {
+    LimitSet global = config_.compile_limits;
+    for (size_t i = 0; i < languages::kLimitCount; ++i) {
+      if (!global.values[i]) global.values[i] = config_.limits.values[i];
+    }
+    auto cl = ResolveLimits({req.compile_limits, override_of(config_.language_compile_limits, lang.id),
+                             lang.compile->limits, global, config_.ceiling});
+    if (!cl) return reject("compile_" + cl.error().message());
+    compile_limits = *cl;
+  }
+
+  rec.Emit(Event::Kind::kStarted,
+           {{"started_at", NowRfc3339()},
+            {"limits", LimitsToJson(*limits)},
+            {"compile_limits", lang.compile ? LimitsToJson(compile_limits) : json(nullptr)},
+            {"version", version}});
+
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "TMPDIR=/tmp",
+                                  "LANG=C.UTF-8", "USER=sandbox"};
+  auto set_env = [&env](const std::string& k, const std::string& v) {
+    std::string prefix = k + "=";
+    std::erase_if(env, [&](const std::string& e) { return e.starts_with(prefix); });
+    env.push_back(prefix + v);
+  };
+  json final_extra = {{"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
+
+  std::vector<sandbox::SandboxFile> sandbox_files;
+  for (const auto& f : files) sandbox_files.push_back({f.name, f.content, false});
+
+  // ---- compile --------------------------------------------------------------------------
+  if (lang.compile) {
+    const auto& recipe = *lang.compile;
+    rec.Emit(Event::Kind::kCompileStarted);
+    std::vector<std::string> sources;
+    for (const auto& f : files) {
+      std::string ext = Extension(f.name);
+      if (std::find(recipe.source_extensions.begin(), recipe.source_extensions.end(), ext) !=
+          recipe.source_extensions.end()) {
+        sources.push_back(f.name);
+      }
+    }
+    std::stable_partition(sources.begin(), sources.end(), [&](const std::string& s) { return s == entry_name; });
+    sandbox::SandboxSpec spec;
+    spec.argv = ExpandCommand(recipe.command, entry_name, sources, {});
+    spec.env = env;
+    for (const auto& [k, v] : recipe.env) set_env(k, v);
+    spec.env = env;
+    spec.binds = lang.binds;
+    spec.files = sandbox_files;
+    spec.collect = recipe.artifacts;
+    spec.extra_syscalls = lang.syscalls;
+    spec.limits = ToSandboxLimits(compile_limits);
+    spec.cancel_fd = req.cancel_fd;
+    spec.on_output = [&](sandbox::Stream s, std::string_view chunk) {
+      rec.Emit(Event::Kind::kCompileOutput, nullptr, std::string(chunk),
+               s == sandbox::Stream::kStdout ? "stdout" : "stderr");
+    };
+    auto outcome = sandbox_->Run(spec);
+    if (!outcome) {
+      rec.Emit(Event::Kind::kCompileFinished, {{"status", "internal_error"}});
+      return finish(Status::kInternalError, "compile stage: " + outcome.error().message(), final_extra);
+    }
+    Verdict v = Judge(*outcome, compile_limits, true);
+    StageResult stage;
+    stage.status = v.status;
+    if (outcome->termination == Termination::kExited) stage.exit_code = outcome->exit_code;
+    stage.signal = outcome->signal;
+    stage.stdout_truncated = outcome->stdout_truncated;
+    stage.stderr_truncated = outcome->stderr_truncated;
+    stage.usage = {static_cast<uint64_t>(outcome->wall.count()), static_cast<uint64_t>(outcome->cpu.count()),
+                   outcome->memory_peak_bytes};
+    stage.diagnostics = languages::ParseDiagnostics(lang.errors, outcome->stderr_data + "\n" + outcome->stdout_data);
+    if (v.status == Status::kOk) {
+      for (const auto& a : recipe.artifacts) {
+        if (!outcome->artifacts.contains(a)) {
+          v = {Status::kInternalError, "", "compile stage: the compiler succeeded but produced no " + a};
+          stage.status = v.status;
+        }
+      }
+    }
+    rec.Emit(Event::Kind::kCompileFinished, ToJson(stage));
+    if (v.status != Status::kOk) {
+      final_extra["limit"] = v.limit;
+      if (v.status == Status::kCompileError) {
+        auto first = std::find_if(stage.diagnostics.begin(), stage.diagnostics.end(),
+                                  [](const auto& d) { return d.severity == "error"; });
+        languages::ErrorInfo err;
+        err.type = "compile";
+        err.name = "CompileError";
+        if (first != stage.diagnostics.end()) {
+          err.message = first->message;
+          err.file = first->file;
+          err.line = first->line;
+          err.column = first->column;
+        } else {
+          err.message = v.reason;
+        }
+        final_extra["error"] = ToJson(err);
+        v.reason = "compilation failed" + (first != stage.diagnostics.end()
+                                               ? ": " + first->file + ":" + std::to_string(first->line) + ": " + first->message
+                                               : "");
+      }
+      final_extra["usage"] = ToJson(stage.usage);
+      return finish(v.status, v.reason, final_extra);
+    }
+    for (const auto& a : recipe.artifacts) {
+      std::erase_if(sandbox_files, [&](const auto& f) { return f.name == a; });
+      sandbox_files.push_back({a, outcome->artifacts[a], true});
+    }
+  }
+
+  // ---- run ------------------------------------------------------------------------------
+  sandbox::SandboxSpec spec;
+  spec.argv = ExpandCommand(lang.run.command, entry_name, {}, req.args);
+  for (const auto& [k, v] : lang.run.env) set_env(k, v);
+  for (const auto& [k, v] : req.env) set_env(k, v);
+  spec.env = env;
+  spec.binds = lang.binds;
+  spec.files = std::move(sandbox_files);
+  spec.stdin_data = req.stdin_data;
+  spec.stdin_fd = req.stdin_fd;
+  spec.extra_syscalls = lang.syscalls;
+  spec.limits = ToSandboxLimits(*limits);
+  spec.cancel_fd = req.cancel_fd;
+  spec.on_output = [&](sandbox::Stream s, std::string_view chunk) {
+    rec.Emit(s == sandbox::Stream::kStdout ? Event::Kind::kStdout : Event::Kind::kStderr, nullptr,
+             std::string(chunk));
+  };
+  auto outcome = sandbox_->Run(spec);
+  if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
+  Verdict v = Judge(*outcome, *limits, false);
+  final_extra["limit"] = v.limit;
+  final_extra["usage"] = ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
+                                      static_cast<uint64_t>(outcome->cpu.count()),
+                                      outcome->memory_peak_bytes});
+  final_extra["truncated"] = {{"stdout", outcome->stdout_truncated}, {"stderr", outcome->stderr_truncated}};
+  if (outcome->termination == Termination::kExited) final_extra["exit_code"] = outcome->exit_code;
+  if (outcome->termination == Termination::kSignaled) final_extra["signal"] = outcome->signal;
+  if (KilledByUs(outcome->termination)) final_extra["signal"] = SIGKILL;
+  if (v.status == Status::kRuntimeError) {
+    auto err = languages::ParseRuntimeError(lang.errors, outcome->stderr_data);
+    if (!err && outcome->signal != 0) {
+      err = languages::ErrorInfo{"signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
+    }
+    if (!err) {
+      err = languages::ErrorInfo{"exit", "NonZeroExit",
+                                 "exited with status " + std::to_string(outcome->exit_code), "", 0, 0, {}};
+    }
+    if (outcome->signal != 0 && err->type == "exception" && err->name == "Error" && err->line == 0) {
+      err = languages::ErrorInfo{"signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
+    }
+    final_extra["error"] = ToJson(*err);
+  }
+  return finish(v.status, v.reason, final_extra);
+}
+
+}  // namespace polyrun::engine

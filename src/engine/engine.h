@@ -1,0 +1,48 @@
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "engine/config.h"
+#include "engine/events.h"
+#include "engine/request.h"
+#include "engine/result.h"
+#include "languages/registry.h"
+#include "sandbox/sandbox.h"
+
+namespace polyrun::engine {
+
+// The library's entry point: validates requests, resolves limits, runs the compile and run
+// stages in the sandbox and reports every step as events. Thread-safe.
+class Engine {
+ public:
+  // Loads the language registry and sets up the sandbox (cgroups chosen here, once). Fails
+  // with kUnsupported, naming the missing mechanism, when the host cannot sandbox.
+  static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config);
+  // For tests and tools that bring their own registry and sandbox.
+  Engine(EngineConfig config, languages::Registry registry, std::unique_ptr<sandbox::Sandbox> sb);
+
+  // Runs one request to completion. Never fails: problems become the result's status
+  // (`rejected` for the caller's mistakes, `internal_error` for ours). `sink` (optional) sees
+  // every event as it happens; the returned result is the fold of the same events.
+  ExecutionResult Run(const ExecutionRequest& request, const EventSink& sink = nullptr);
+
+  languages::Registry& registry() { return registry_; }
+  const EngineConfig& config() const { return config_; }
+  // The language's installed version (probed once, cached).
+  std::string VersionOf(const std::string& id);
+
+ private:
+  EngineConfig config_;
+  languages::Registry registry_;
+  std::mutex registry_mu_;
+  std::unique_ptr<sandbox::Sandbox> sandbox_;
+};
+
+// A new execution id: time-ordered, unique, URL-safe ("ex_" + 26 chars).
+std::string NewExecutionId();
+// RFC 3339 UTC timestamp with milliseconds for the current time.
+std::string NowRfc3339();
+
+}  // namespace polyrun::engine

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/result.h"
+
+namespace polyrun::engine {
+
+// DESIGN §4 events. `data` carries output bytes for stdout/stderr/compile_output; `payload`
+// carries the structured fields of the other kinds.
+struct Event {
+  enum class Kind {
+    kQueued,
+    kStarted,
+    kCompileStarted,
+    kCompileOutput,
+    kCompileFinished,
+    kStdout,
+    kStderr,
+    kDisplay,
+    kStatus,
+    kFinished,
+  };
+  std::string execution_id;
+  uint64_t seq = 0;
+  uint64_t t_ms = 0;  // monotonic, since queued
+  Kind kind = Kind::kQueued;
+  std::string stream;  // compile_output: "stdout"/"stderr"
+  std::string data;
+  nlohmann::json payload;
+};
+
+std::string_view EventKindName(Event::Kind kind);
+
+// Receives events in order, on the thread running the execution.
+using EventSink = std::function<void(const Event&)>;
+
+// The result is a fold of the events: applying them in order reproduces it exactly.
+ExecutionResult Fold(const std::vector<Event>& events);
+void Apply(ExecutionResult& result, const Event& event);
+
+nlohmann::json EventToJson(const Event& e);
+
+}  // namespace polyrun::engine

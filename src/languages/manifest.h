@@ -1,0 +1,67 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "languages/limits.h"
+#include "languages/named_regex.h"
+#include "sandbox/spec.h"
+#include "util/error.h"
+
+namespace polyrun::languages {
+
+// How to read a language's error output. All patterns are applied line by line to stderr.
+struct ErrorRules {
+  // A stack frame: groups file, line, column?, function?.
+  std::optional<NamedRegex> frame;
+  bool innermost_first = false;  // true for "at f (file:line:col)" style traces
+  // The exception line: groups name, message?.
+  std::optional<NamedRegex> exception;
+  enum class Position { kAfterFrames, kBeforeFrames, kAnywhere } exception_position =
+      Position::kAfterFrames;
+  // The error's own location when it is not a frame (syntax errors): groups file, line,
+  // column?, message?. Overrides the innermost user frame.
+  std::optional<NamedRegex> location;
+  bool location_last = false;  // use the last match instead of the first
+  // Compiler diagnostics: groups file, line, column?, severity?, message.
+  std::optional<NamedRegex> diagnostic;
+  // Lines a recipe adds in front of the user's code; subtracted from reported lines.
+  int line_offset = 0;
+};
+
+// A compile or run recipe. Placeholders in `command`: {entry} (the entry file), {sources}
+// (every file whose extension is in source_extensions, expanded to several arguments),
+// {args} (the user's arguments, expanded).
+struct Recipe {
+  std::vector<std::string> command;
+  std::map<std::string, std::string> env;
+  LimitSet limits;
+  std::vector<std::string> artifacts;          // compile: files carried to the run stage
+  std::vector<std::string> source_extensions;  // compile: which files are {sources}
+};
+
+struct Language {
+  std::string id;
+  std::string name;
+  std::vector<std::string> aliases;
+  std::vector<std::string> extensions;  // without dot: "py"
+  std::string entry;                    // default entry file name for inline code: "main.py"
+  std::vector<std::string> version_command;
+  std::optional<NamedRegex> version_pattern;  // group "version"
+  std::vector<sandbox::BindMount> binds;
+  std::vector<std::string> syscalls;  // allowed on top of the default seccomp profile
+  std::optional<Recipe> compile;
+  Recipe run;
+  ErrorRules errors;
+  bool sessions = false;
+  std::string package_manager;
+  std::string dir;  // the folder the manifest came from
+};
+
+// Parses and validates one manifest.toml. Unknown keys, wrong types, bad regexes and bad
+// limit values are errors that name the key; `origin` prefixes every message.
+Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin);
+
+}  // namespace polyrun::languages

@@ -1,0 +1,252 @@
+#include "languages/registry.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "util/files.h"
+#include "util/strings.h"
+#include "util/unique_fd.h"
+
+namespace polyrun::languages {
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool IsExecutable(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+std::string CheckToolchain(const Language& lang) {
+  auto check = [](const std::vector<std::string>& cmd, const char* what) -> std::string {
+    if (!IsExecutable(cmd[0])) return std::string(what) + " program " + cmd[0] + " is not installed";
+    return "";
+  };
+  if (auto p = check(lang.run.command, "run"); !p.empty()) return p;
+  if (lang.compile) {
+    if (auto p = check(lang.compile->command, "compile"); !p.empty()) return p;
+  }
+  if (auto p = check(lang.version_command, "version"); !p.empty()) return p;
+  for (const auto& b : lang.binds) {
+    struct stat st{};
+    if (!b.optional && ::lstat(b.path.c_str(), &st) != 0) return "bind path " + b.path + " is missing";
+  }
+  return "";
+}
+
+std::string CacheKey(const std::vector<std::string>& argv) {
+  struct stat st{};
+  std::string key;
+  for (const auto& a : argv) key += a + "\x1f";
+  if (::stat(argv[0].c_str(), &st) == 0) {
+    key += std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec);
+  }
+  return key;
+}
+
+}  // namespace
+
+Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int timeout_ms) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return SysFail("pipe2", "version probe");
+  UniqueFd rd(fds[0]), wr(fds[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  char path_env[] = "PATH=/usr/local/bin:/usr/bin:/bin";
+  char lang_env[] = "LANG=C.UTF-8";
+  char home_env[] = "HOME=/nonexistent";
+  char* envp[] = {path_env, lang_env, home_env, nullptr};
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, args.data(), envp);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return SysFail("posix_spawn", argv[0], rc);
+  wr.reset();
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{rd.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[4096];
+    ssize_t n = ::read(rd.get(), buf, sizeof buf);
+    if (n <= 0) break;
+    if (out.size() < 65536) out.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) == 0) {
+    ::kill(pid, SIGKILL);  // our own child, by its id
+    ::waitpid(pid, &status, 0);
+    return Fail(Errc::kInternal, argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
+  }
+  return out;
+}
+
+Result<Registry> Registry::Load(const std::string& dir) {
+  Registry reg;
+  reg.dir_ = dir;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return SysFail("opendir", "languages directory " + dir);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.empty() || name[0] == '.' || name[0] == '_') continue;
+    struct stat st{};
+    if (::stat((dir + "/" + name + "/manifest.toml").c_str(), &st) == 0) names.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const auto& name : names) {
+    LanguageEntry entry;
+    entry.id = name;
+    std::string path = dir + "/" + name + "/manifest.toml";
+    auto text = ReadTrustedFile(path, 1 << 20);
+    if (!text) {
+      entry.problem = text.error().message();
+      reg.entries_.push_back(std::move(entry));
+      continue;
+    }
+    auto lang = ParseManifest(*text, path);
+    if (!lang) {
+      entry.problem = "invalid manifest: " + lang.error().message();
+      reg.entries_.push_back(std::move(entry));
+      continue;
+    }
+    if (lang->id != name) {
+      entry.problem = "invalid manifest: " + path + ": id \"" + lang->id +
+                      "\" does not match its folder \"" + name + "\"";
+      reg.entries_.push_back(std::move(entry));
+      continue;
+    }
+    lang->dir = dir + "/" + name;
+    entry.problem = CheckToolchain(*lang);
+    entry.usable = entry.problem.empty();
+    entry.language = std::make_shared<const Language>(std::move(*lang));
+    reg.entries_.push_back(std::move(entry));
+  }
+  // Aliases and extensions must be unambiguous across languages.
+  std::map<std::string, std::string> claimed;
+  for (auto& e : reg.entries_) {
+    if (!e.language) continue;
+    std::vector<std::string> keys = {e.language->id};
+    for (const auto& a : e.language->aliases) keys.push_back(Lower(a));
+    for (const auto& x : e.language->extensions) keys.push_back("." + Lower(x));
+    for (const auto& k : keys) {
+      auto [it, inserted] = claimed.emplace(k, e.id);
+      if (!inserted && it->second != e.id) {
+        return Fail(Errc::kParse, "languages: \"" + k + "\" is claimed by both " + it->second +
+                                      " and " + e.id);
+      }
+    }
+  }
+  return reg;
+}
+
+const LanguageEntry* Registry::Find(const std::string& raw) const {
+  std::string name = Lower(raw);
+  for (const auto& e : entries_) {
+    if (e.id == name) return &e;
+  }
+  for (const auto& e : entries_) {
+    if (!e.language) continue;
+    for (const auto& a : e.language->aliases) {
+      if (Lower(a) == name) return &e;
+    }
+  }
+  return FindByExtension(name);
+}
+
+const LanguageEntry* Registry::FindByExtension(const std::string& raw) const {
+  std::string ext = Lower(raw);
+  if (!ext.empty() && ext[0] == '.') ext.erase(0, 1);
+  for (const auto& e : entries_) {
+    if (!e.language) continue;
+    for (const auto& x : e.language->extensions) {
+      if (Lower(x) == ext) return &e;
+    }
+  }
+  return nullptr;
+}
+
+std::string Registry::VersionOf(const std::string& id, const std::string& cache_dir) {
+  for (auto& e : entries_) {
+    if (e.id != id || !e.language) continue;
+    if (!e.version.empty()) return e.version;
+    const Language& lang = *e.language;
+    std::string key = CacheKey(lang.version_command);
+    nlohmann::json cache = nlohmann::json::object();
+    std::string cache_file = cache_dir.empty() ? "" : cache_dir + "/versions.json";
+    if (!cache_file.empty()) {
+      if (auto text = ReadTrustedFile(cache_file, 1 << 20); text) {
+        cache = nlohmann::json::parse(*text, nullptr, false);
+        if (!cache.is_object()) cache = nlohmann::json::object();
+      }
+      if (auto it = cache.find(key); it != cache.end() && it->is_string()) {
+        e.version = it->get<std::string>();
+        return e.version;
+      }
+    }
+    auto out = RunHostProgram(lang.version_command);
+    if (!out) {
+      e.usable = false;
+      e.problem = "version probe failed: " + out.error().message();
+      return "";
+    }
+    std::string version;
+    for (const auto& line : Split(*out, '\n')) {
+      if (auto m = lang.version_pattern->Match(line); m && m->contains("version")) {
+        version = m->at("version");
+        break;
+      }
+    }
+    if (version.empty()) {
+      e.usable = false;
+      e.problem = "version probe: no version in the output of " + lang.version_command[0] + ": " +
+                  std::string(Trim(out->substr(0, 200)));
+      return "";
+    }
+    e.version = version;
+    if (!cache_file.empty()) {
+      cache[key] = version;
+      ::mkdir(cache_dir.c_str(), 0755);
+      std::string tmp = cache_file + ".tmp." + std::to_string(::getpid());
+      {
+        std::ofstream f(tmp, std::ios::trunc);
+        f << cache.dump(1);
+      }
+      ::rename(tmp.c_str(), cache_file.c_str());
+    }
+    return version;
+  }
+  return "";
+}
+
+void Registry::ProbeVersions(const std::string& cache_dir) {
+  for (auto& e : entries_) {
+    if (e.usable) VersionOf(e.id, cache_dir);
+  }
+}
+
+}  // namespace polyrun::languages

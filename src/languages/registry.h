@@ -1,0 +1,47 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "languages/manifest.h"
+
+namespace polyrun::languages {
+
+// One entry of the registry: a parsed language, or the reason its folder is unusable.
+struct LanguageEntry {
+  std::string id;          // folder name when the manifest could not be parsed
+  std::shared_ptr<const Language> language;  // null when the manifest is invalid
+  bool usable = false;
+  std::string problem;     // why not usable: bad manifest, missing toolchain, …
+  std::string version;     // filled by ProbeVersions()
+};
+
+// The languages found under a directory, each folder with a manifest.toml. Invalid manifests
+// do not stop the others from loading; they are listed with their error.
+class Registry {
+ public:
+  static Result<Registry> Load(const std::string& dir);
+
+  const std::vector<LanguageEntry>& entries() const { return entries_; }
+  // By id, alias or (with a leading dot or none) extension. Case-insensitive.
+  const LanguageEntry* Find(const std::string& name) const;
+  const LanguageEntry* FindByExtension(const std::string& ext) const;
+  // Runs each usable language's version command (cached on disk by binary path, size and
+  // mtime in `cache_dir`, when not empty), marking languages whose probe fails unusable.
+  void ProbeVersions(const std::string& cache_dir);
+  // Version for one language, probing (cached) on demand.
+  std::string VersionOf(const std::string& id, const std::string& cache_dir);
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  std::vector<LanguageEntry> entries_;
+};
+
+// Runs a trusted host program (a toolchain's version command) with a clean environment and no
+// shell, returning its combined stdout and stderr. Bounded in time and output.
+Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int timeout_ms = 10000);
+
+}  // namespace polyrun::languages

@@ -1,0 +1,74 @@
+#include "languages/registry.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace polyrun::languages {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Registry, EveryShippedManifestIsValid) {
+  auto reg = Registry::Load(POLYRUN_LANGUAGES_DIR);
+  ASSERT_TRUE(reg) << reg.error().message();
+  ASSERT_GE(reg->entries().size(), 5u);
+  for (const auto& e : reg->entries()) {
+    EXPECT_TRUE(e.language) << e.id << ": " << e.problem;
+  }
+  for (const char* id : {"python", "javascript", "bash", "c", "cpp"}) {
+    const auto* e = reg->Find(id);
+    ASSERT_NE(e, nullptr) << id;
+  }
+  EXPECT_EQ(reg->Find("py")->id, "python");
+  EXPECT_EQ(reg->Find("JS")->id, "javascript");
+  EXPECT_EQ(reg->FindByExtension(".cc")->id, "cpp");
+  EXPECT_EQ(reg->Find("cobol-2077"), nullptr);
+}
+
+TEST(Registry, BrokenManifestsAreListedWithTheirReasonNotFatal) {
+  fs::path dir = fs::temp_directory_path() / ("polyrun-reg-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "good");
+  fs::create_directories(dir / "bad");
+  fs::create_directories(dir / "missing");
+  std::ofstream(dir / "good/manifest.toml") << R"(
+id = "good"
+extensions = ["good"]
+[version]
+command = ["/bin/sh", "-c", "echo good 1.2.3"]
+pattern = 'good (?P<version>\S+)'
+[run]
+command = ["/bin/sh", "{entry}"]
+)";
+  std::ofstream(dir / "bad/manifest.toml") << "id = \"bad\"\nextensions = 3\n";
+  std::ofstream(dir / "missing/manifest.toml") << R"(
+id = "missing"
+extensions = ["miss"]
+[version]
+command = ["/usr/bin/definitely-not-installed", "--version"]
+pattern = '(?P<version>.*)'
+[run]
+command = ["/usr/bin/definitely-not-installed", "{entry}"]
+)";
+  auto reg = Registry::Load(dir.string());
+  ASSERT_TRUE(reg) << reg.error().message();
+  ASSERT_EQ(reg->entries().size(), 3u);
+  const auto* good = reg->Find("good");
+  ASSERT_TRUE(good);
+  EXPECT_TRUE(good->usable) << good->problem;
+  EXPECT_EQ(reg->VersionOf("good", ""), "1.2.3");
+  const auto* bad = reg->Find("bad");
+  ASSERT_TRUE(bad);
+  EXPECT_FALSE(bad->usable);
+  EXPECT_NE(bad->problem.find("extensions"), std::string::npos) << bad->problem;
+  const auto* missing = reg->Find("missing");
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->usable);
+  EXPECT_NE(missing->problem.find("/usr/bin/definitely-not-installed is not installed"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace polyrun::languages
