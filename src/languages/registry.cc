@@ -37,7 +37,11 @@ std::string CheckToolchain(const Language& lang) {
     if (!IsExecutable(cmd[0])) return std::string(what) + " program " + cmd[0] + " is not installed";
     return "";
   };
-  if (auto p = check(lang.run.command, "run"); !p.empty()) return p;
+  // A compiled language runs its own artifact from the work dir; only the compiler is checked.
+  const bool runs_artifact = lang.compile && lang.run.command[0].starts_with("/work/");
+  if (!runs_artifact) {
+    if (auto p = check(lang.run.command, "run"); !p.empty()) return p;
+  }
   if (lang.compile) {
     if (auto p = check(lang.compile->command, "compile"); !p.empty()) return p;
   }
@@ -95,13 +99,18 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
     if (n <= 0) break;
     if (out.size() < 65536) out.append(buf, static_cast<size_t>(n));
   }
+  // Output closed: wait for the exit within what is left of the deadline.
   int status = 0;
-  if (::waitpid(pid, &status, WNOHANG) == 0) {
-    ::kill(pid, SIGKILL);  // our own child, by its id
-    ::waitpid(pid, &status, 0);
-    return Fail(Errc::kInternal, argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return out;
+    if (r < 0 && errno != EINTR) return SysFail("waitpid", argv[0]);
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    ::usleep(1000);
   }
-  return out;
+  ::kill(pid, SIGKILL);  // our own child, by its id
+  ::waitpid(pid, &status, 0);
+  return Fail(Errc::kInternal, argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
 }
 
 Result<Registry> Registry::Load(const std::string& dir) {
