@@ -1,0 +1,172 @@
+// The CLI contract: exit codes, streaming, language detection and one-line errors.
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include "polyrun_process.h"
+
+namespace polyrun::testing {
+namespace {
+
+using nlohmann::json;
+
+TEST(Cli, StreamsOutputAndPassesTheExitCodeThrough) {
+  auto p = RunPolyrun({"run", "-l", "python", "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(7)"});
+  EXPECT_EQ(p.exit_code, 7);
+  EXPECT_EQ(p.out, "out\n");
+  EXPECT_EQ(p.err, "err\n");
+}
+
+TEST(Cli, SignalExitIs128PlusSignal) {
+  auto p = RunPolyrun({"run", "-l", "bash", "-c", "kill -SEGV $$"});
+  EXPECT_EQ(p.exit_code, 128 + 11) << p.err;
+}
+
+TEST(Cli, LanguageFromTheFirstFilesExtension) {
+  TempDir dir;
+  dir.Write("hello.js", "console.log('from a file')\n");
+  auto p = RunPolyrun({"run", "hello.js"}, dir.path());
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.out, "from a file\n");
+}
+
+TEST(Cli, CodeFromStdinWithDash) {
+  auto p = RunPolyrun({"run", "-l", "python", "-"}, "", "print(6 * 7)\n");
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.out, "42\n");
+}
+
+TEST(Cli, FileRunReadsTheTerminalsStdin) {
+  TempDir dir;
+  dir.Write("echo.py", "print(input().upper())\n");
+  auto p = RunPolyrun({"run", "echo.py"}, dir.path(), "shout\n");
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.out, "SHOUT\n");
+}
+
+TEST(Cli, InputFlagFeedsStdin) {
+  auto p = RunPolyrun({"run", "-l", "bash", "-c", "cat", "--input", "given"});
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.out, "given");
+}
+
+TEST(Cli, TimeoutHasItsOwnExitCodeAndSaysWhichLimit) {
+  auto p = RunPolyrun({"run", "-l", "bash", "-c", "sleep 30", "--wall-time", "300ms"});
+  EXPECT_EQ(p.exit_code, 124);
+  EXPECT_NE(p.err.find("wall time limit of 300ms exceeded"), std::string::npos) << p.err;
+  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "while True: pass", "--cpu-time", "500ms", "--wall-time", "5s"});
+  EXPECT_EQ(j.exit_code, 0);
+  json r = json::parse(j.out);
+  EXPECT_EQ(r["status"], "timeout");
+  EXPECT_EQ(r["limit"], "cpu_time");
+  EXPECT_GE(r["usage"]["cpu_ms"].get<int>(), 500);
+  EXPECT_LT(r["usage"]["wall_ms"].get<int>(), 3000);
+}
+
+TEST(Cli, MemoryLimitIsReported) {
+  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))",
+                       "--memory", "64M"});
+  EXPECT_EQ(j.exit_code, 0) << j.err;
+  json r = json::parse(j.out);
+  EXPECT_EQ(r["status"], "memory_limit") << r.dump(2);
+  EXPECT_EQ(r["limit"], "memory");
+  EXPECT_EQ(r["limits"]["memory"], 64 << 20);
+  EXPECT_EQ(RunPolyrun({"run", "-l", "python", "-c", "x = bytearray(200 * 1024 * 1024)", "--memory", "64M"}).exit_code, 125);
+}
+
+TEST(Cli, OutputLimitTruncatesAndStops) {
+  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "while True: print('x' * 1000)", "--output-limit", "64K"});
+  json r = json::parse(j.out);
+  EXPECT_EQ(r["status"], "output_limit");
+  EXPECT_EQ(r["truncated"]["stdout"], true);
+  EXPECT_EQ(r["stdout"].get<std::string>().size(), 64u * 1024);
+}
+
+TEST(Cli, JsonCarriesTheWholeResult) {
+  auto p = RunPolyrun({"run", "--json", "-l", "py", "-c", "print('hi')", "--arg", "a"});
+  ASSERT_EQ(p.exit_code, 0);
+  json r = json::parse(p.out);
+  EXPECT_EQ(r["status"], "ok");
+  EXPECT_EQ(r["language"], "python");
+  EXPECT_FALSE(r["version"].get<std::string>().empty());
+  EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_TRUE(r["signal"].is_null());
+  EXPECT_EQ(r["stdout"], "hi\n");
+  EXPECT_EQ(r["truncated"]["stdout"], false);
+  EXPECT_GT(r["usage"]["wall_ms"].get<int>(), 0);
+  EXPECT_GT(r["usage"]["memory_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(r["limits"]["wall_time"], 5000);
+  EXPECT_TRUE(r["id"].get<std::string>().starts_with("ex_"));
+}
+
+TEST(Cli, BadInputGetsAOneLineErrorNamingTheProblem) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {{"run", "-l", "cobol-2077", "-c", "x"}, "unknown language \"cobol-2077\""},
+      {{"run", "/nonexistent/file.py"}, "cannot read /nonexistent/file.py"},
+      {{"run", "-l", "python", "-c", "1", "--memory", "lots"}, "memory: invalid size \"lots\""},
+      {{"run", "-l", "python", "-c", "1", "--wall-time", "5x"}, "wall_time: invalid duration \"5x\""},
+      {{"run", "-l", "python", "-c", "1", "--env", "NOEQUALS"}, "--env \"NOEQUALS\": expected KEY=VALUE"},
+      {{"run", "-c", "1"}, "-c needs -l LANG"},
+      {{"run"}, "nothing to run"},
+  };
+  for (const auto& c : cases) {
+    auto p = RunPolyrun(c.args);
+    EXPECT_NE(p.exit_code, 0) << c.needle;
+    EXPECT_NE(p.err.find(c.needle), std::string::npos) << "stderr: " << p.err;
+    EXPECT_EQ(std::count(p.err.begin(), p.err.end(), '\n'), 1) << p.err;
+  }
+  TempDir dir;
+  dir.Write("notes.xyz", "hello");
+  auto p = RunPolyrun({"run", "notes.xyz"}, dir.path());
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_NE(p.err.find("unknown file extension \".xyz\""), std::string::npos) << p.err;
+}
+
+TEST(Cli, LanguagesListsTheFiveAsUsable) {
+  auto p = RunPolyrun({"languages", "--json"});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  json langs = json::parse(p.out);
+  for (const char* id : {"python", "javascript", "bash", "c", "cpp"}) {
+    auto it = std::find_if(langs.begin(), langs.end(), [&](const json& l) { return l["id"] == id; });
+    ASSERT_NE(it, langs.end()) << id;
+    EXPECT_TRUE((*it)["usable"].get<bool>()) << it->dump();
+    EXPECT_FALSE((*it)["version"].is_null()) << id;
+  }
+}
+
+TEST(Cli, DoctorRunsARealSandboxedProgram) {
+  auto p = RunPolyrun({"doctor", "--json"});
+  EXPECT_EQ(p.exit_code, 0) << p.out << p.err;
+  json d = json::parse(p.out);
+  EXPECT_TRUE(d["ok"].get<bool>());
+  bool saw_run = false;
+  for (const auto& c : d["checks"]) {
+    if (c["check"] == "sandboxed run") saw_run = c["ok"].get<bool>();
+  }
+  EXPECT_TRUE(saw_run);
+}
+
+TEST(Cli, ConfigCeilingRejectsLargerRequestsAndSetsDefaults) {
+  TempDir dir;
+  dir.Write("polyrun.toml", "[ceiling]\nmemory = \"512M\"\n[languages.python.limits]\nwall_time = \"7s\"\n");
+  const std::string config = dir.path() + "/polyrun.toml";
+  auto p = RunPolyrun({"--config", config, "run", "--json", "-l", "python", "-c", "1", "--memory", "1G"});
+  json r = json::parse(p.out);
+  EXPECT_EQ(p.exit_code, 2);
+  EXPECT_EQ(r["status"], "rejected");
+  EXPECT_EQ(r["reason"], "limits.memory: 1G exceeds the operator's ceiling of 512M");
+  auto ok = RunPolyrun({"--config", config, "run", "--json", "-l", "python", "-c", "1"});
+  json r2 = json::parse(ok.out);
+  EXPECT_EQ(r2["status"], "ok") << ok.out;
+  EXPECT_EQ(r2["limits"]["wall_time"], 7000);
+  auto bad = RunPolyrun({"--config", dir.path() + "/missing.toml", "run", "-l", "python", "-c", "1"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("missing.toml"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace polyrun::testing
