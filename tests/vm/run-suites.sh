@@ -1,0 +1,25 @@
+#!/bin/bash
+# Runs inside the cgroup-v2-only VM (see cgroup2-vm.sh): proves polyrun picked cgroup v2 and
+# runs the sandbox, escape and CLI suites there. Usage: run-suites.sh BUILD_DIR
+set -uo pipefail
+BUILD=${1:?usage: run-suites.sh BUILD_DIR}
+status=0
+
+echo "== cgroup hierarchy in the VM"
+grep cgroup /proc/mounts
+doctor=$("$BUILD/polyrun" doctor --json) || { echo "polyrun doctor failed:"; echo "$doctor"; status=1; }
+if grep -q '"detail": "cgroup v2' <<<"$doctor"; then
+  echo "polyrun chose cgroup v2"
+else
+  echo "FAIL: polyrun did not choose cgroup v2:"; echo "$doctor"; status=1
+fi
+
+for suite in src/sandbox/sandbox_test tests/escape/escape_test tests/integration/cli_test; do
+  echo "== $suite (cgroup v2)"
+  if [ -x "$BUILD/$suite" ]; then
+    "$BUILD/$suite" --gtest_brief=1 || status=1
+  else
+    echo "FAIL: $BUILD/$suite is missing"; status=1
+  fi
+done
+exit $status
