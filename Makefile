@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and runtime dependencies, all from Debian.
 PACKAGES := build-essential cmake ninja-build pkg-config git \
   libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libtoml11-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev clang-format clang-tidy \
+  libgtest-dev libgmock-dev libbenchmark-dev clang-format clang-tidy-19 \
   python3 bash gcc g++ nodejs \
   bubblewrap hyperfine \
   qemu-system-x86 busybox-static cpio xz-utils

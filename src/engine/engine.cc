@@ -175,8 +175,8 @@ std::string NowRfc3339() {
   return buf;
 }
 
-Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config) {
-  auto registry = languages::Registry::Load(config.languages_dir);
+Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, bool check_patterns) {
+  auto registry = languages::Registry::Load(config.languages_dir, check_patterns);
   if (!registry) return std::unexpected(registry.error());
   auto cgroups = sandbox::DetectCgroups(config.cgroup_root);
   if (!cgroups) {

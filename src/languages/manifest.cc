@@ -12,7 +12,8 @@ namespace {
 // over is reported as unknown.
 class Table {
  public:
-  Table(const toml::value& v, std::string path) : path_(std::move(path)) {
+  Table(const toml::value& v, std::string path, bool check_patterns)
+      : path_(std::move(path)), check_patterns_(check_patterns) {
     if (v.is_table()) table_ = &v.as_table();
   }
   bool valid() const { return table_ != nullptr; }
@@ -51,7 +52,7 @@ class Table {
     const auto* v = Get(key);
     if (v == nullptr) return std::optional<Table>();
     if (!v->is_table()) return Fail(Errc::kParse, Where(key) + ": expected a table");
-    return std::optional<Table>(Table(*v, Where(key)));
+    return std::optional<Table>(Table(*v, Where(key), check_patterns_));
   }
   Result<std::optional<NamedRegex>> Regex(const std::string& key) {
     auto s = String(key);
@@ -59,6 +60,9 @@ class Table {
     if (!*s) return std::optional<NamedRegex>();
     auto re = NamedRegex::Compile(**s);
     if (!re) return Fail(Errc::kParse, Where(key) + ": " + re.error().message());
+    if (check_patterns_) {
+      if (auto v = re->Validate(); !v) return Fail(Errc::kParse, Where(key) + ": " + v.error().message());
+    }
     return std::optional<NamedRegex>(std::move(*re));
   }
   Result<void> RejectUnknown() const {
@@ -72,6 +76,7 @@ class Table {
  private:
   const toml::table* table_ = nullptr;
   std::string path_;
+  bool check_patterns_;
   std::set<std::string> seen_;
 };
 
@@ -262,7 +267,8 @@ Result<Language> ParseRoot(Table& t) {
 
 }  // namespace
 
-Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin) {
+Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin,
+                               bool check_patterns) {
   toml::value root;
   try {
     std::istringstream in(toml_text);
@@ -270,7 +276,7 @@ Result<Language> ParseManifest(const std::string& toml_text, const std::string& 
   } catch (const std::exception& e) {
     return Fail(Errc::kParse, origin + ": " + e.what());
   }
-  Table t(root, "");
+  Table t(root, "", check_patterns);
   if (!t.valid()) return Fail(Errc::kParse, origin + ": not a TOML table");
   auto lang = ParseRoot(t);
   if (!lang) {

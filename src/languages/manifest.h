@@ -61,7 +61,10 @@ struct Language {
 };
 
 // Parses and validates one manifest.toml. Unknown keys, wrong types, bad regexes and bad
-// limit values are errors that name the key; `origin` prefixes every message.
-Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin);
+// limit values are errors that name the key; `origin` prefixes every message. Building the
+// regex automata is the costly part: with check_patterns false it is deferred to first use
+// (a one-shot CLI run), and a bad pattern then matches nothing instead of failing the load.
+Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin,
+                               bool check_patterns = true);
 
 }  // namespace polyrun::languages

@@ -40,17 +40,32 @@ Result<NamedRegex> NamedRegex::Compile(const std::string& pattern) {
     }
     plain += c;
   }
-  try {
-    out.re_ = std::regex(plain, std::regex::ECMAScript | std::regex::optimize);
-  } catch (const std::regex_error& e) {
-    return Fail(Errc::kParse, "regex \"" + pattern + "\": " + e.what());
-  }
+  out.plain_ = std::move(plain);
   return out;
 }
 
+const NamedRegex::Lazy& NamedRegex::Built() const {
+  std::call_once(lazy_->once, [this] {
+    try {
+      lazy_->re.emplace(plain_, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& e) {
+      lazy_->error = "regex \"" + pattern_ + "\": " + e.what();
+    }
+  });
+  return *lazy_;
+}
+
+Result<void> NamedRegex::Validate() const {
+  const Lazy& l = Built();
+  if (!l.re) return Fail(Errc::kParse, l.error);
+  return {};
+}
+
 std::optional<std::map<std::string, std::string>> NamedRegex::Match(const std::string& line) const {
+  const Lazy& l = Built();
+  if (!l.re) return std::nullopt;
   std::smatch m;
-  if (!std::regex_search(line, m, re_)) return std::nullopt;
+  if (!std::regex_search(line, m, *l.re)) return std::nullopt;
   std::map<std::string, std::string> out;
   for (const auto& [name, idx] : groups_) {
     if (idx < m.size() && m[idx].matched) out[name] = m[idx].str();

@@ -30,9 +30,14 @@ TEST(NamedRegex, ParenthesesInsideClassesAndEscapesAreNotGroups) {
 
 TEST(NamedRegex, BadPatternsAreErrors) {
   EXPECT_FALSE(NamedRegex::Compile("(?P<unterminated"));
+  // The automaton is built lazily: Validate() reports a bad pattern, Match() never matches.
   auto bad = NamedRegex::Compile("([a-");
-  ASSERT_FALSE(bad);
-  EXPECT_EQ(bad.error().code, Errc::kParse);
+  ASSERT_TRUE(bad);
+  auto v = bad->Validate();
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().code, Errc::kParse);
+  EXPECT_NE(v.error().message().find("([a-"), std::string::npos);
+  EXPECT_FALSE(bad->Match("anything"));
 }
 
 }  // namespace

@@ -113,7 +113,7 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
   return Fail(Errc::kInternal, argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
 }
 
-Result<Registry> Registry::Load(const std::string& dir) {
+Result<Registry> Registry::Load(const std::string& dir, bool check_patterns) {
   Registry reg;
   reg.dir_ = dir;
   DIR* d = ::opendir(dir.c_str());
@@ -137,7 +137,7 @@ Result<Registry> Registry::Load(const std::string& dir) {
       reg.entries_.push_back(std::move(entry));
       continue;
     }
-    auto lang = ParseManifest(*text, path);
+    auto lang = ParseManifest(*text, path, check_patterns);
     if (!lang) {
       entry.problem = "invalid manifest: " + lang.error().message();
       reg.entries_.push_back(std::move(entry));

@@ -22,7 +22,8 @@ struct LanguageEntry {
 // do not stop the others from loading; they are listed with their error.
 class Registry {
  public:
-  static Result<Registry> Load(const std::string& dir);
+  // check_patterns: see ParseManifest.
+  static Result<Registry> Load(const std::string& dir, bool check_patterns = true);
 
   const std::vector<LanguageEntry>& entries() const { return entries_; }
   // By id, alias or (with a leading dot or none) extension. Case-insensitive.

@@ -1,4 +1,5 @@
 // The CLI contract: exit codes, streaming, language detection and one-line errors.
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
@@ -166,6 +167,20 @@ TEST(Cli, ConfigCeilingRejectsLargerRequestsAndSetsDefaults) {
   auto bad = RunPolyrun({"--config", dir.path() + "/missing.toml", "run", "-l", "python", "-c", "1"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("missing.toml"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace polyrun::testing
+
+namespace polyrun::testing {
+namespace {
+
+TEST(Cli, OptionsDocumentIsGeneratedFromTheDeclarations) {
+  auto p = RunPolyrun({"options"});
+  ASSERT_EQ(p.exit_code, 0);
+  std::ifstream in(std::string(POLYRUN_SOURCE_DIR) + "/docs/options.md");
+  std::string doc((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(p.out, doc) << "docs/options.md is stale: run ./build/polyrun options > docs/options.md";
 }
 
 }  // namespace

@@ -1,0 +1,79 @@
+// The sandbox's own cost, without the CLI's process start: Sandbox::Run of a program beside a
+// bare posix_spawn of the same program, in one process and one run. Needs root (cgroups).
+#include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <iostream>
+
+#include "sandbox/sandbox.h"
+
+extern char** environ;
+
+namespace {
+
+using polyrun::sandbox::Sandbox;
+using polyrun::sandbox::SandboxSpec;
+
+Sandbox* TheSandbox() {
+  static std::unique_ptr<Sandbox> sb = [] {
+    auto cg = polyrun::sandbox::DetectCgroups();
+    if (!cg) {
+      std::cerr << cg.error().message() << "\n";
+      std::exit(1);
+    }
+    polyrun::sandbox::SandboxConfig cfg;
+    cfg.cgroups = std::move(*cg);
+    auto s = Sandbox::Create(cfg);
+    if (!s) std::exit(1);
+    return std::move(*s);
+  }();
+  return sb.get();
+}
+
+void Spawn(const std::vector<std::string>& argv) {
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  posix_spawn(&pid, a[0], &fa, nullptr, a.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  int st;
+  waitpid(pid, &st, 0);
+}
+
+const std::vector<std::vector<std::string>> kPrograms = {
+    {"/usr/bin/true"},
+    {"/usr/bin/bash", "-c", "echo 1"},
+    {"/usr/bin/python3", "-c", "print(1)"},
+};
+
+void BM_Bare(benchmark::State& state) {
+  const auto& argv = kPrograms[static_cast<size_t>(state.range(0))];
+  for (auto _ : state) Spawn(argv);
+  state.SetLabel(argv[0]);
+}
+
+void BM_Sandboxed(benchmark::State& state) {
+  const auto& argv = kPrograms[static_cast<size_t>(state.range(0))];
+  SandboxSpec spec;
+  spec.argv = argv;
+  spec.env = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"};
+  spec.binds = {{"/usr"}, {"/bin"}, {"/lib"}, {"/lib64"}, {"/etc/ld.so.cache"}};
+  for (auto _ : state) {
+    auto r = TheSandbox()->Run(spec);
+    if (!r || r->exit_code != 0) state.SkipWithError("sandboxed run failed");
+  }
+  state.SetLabel(argv[0]);
+}
+
+BENCHMARK(BM_Bare)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK(BM_Sandboxed)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->MinTime(1.0);
+
+}  // namespace
+
+BENCHMARK_MAIN();
