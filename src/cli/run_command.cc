@@ -119,7 +119,7 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
     if (dot == std::string::npos) return Usage(first + ": no extension; say the language with -l LANG");
     req.language = first.substr(dot);
   }
-  auto engine = engine::Engine::Create(*config, /*check_patterns=*/false);
+  auto engine = engine::Engine::Create(*config, {.check_patterns = false, .only_language = req.language});
   if (!engine) {
     std::cerr << "polyrun: " << engine.error().message() << "\n";
     return kExitInternal;

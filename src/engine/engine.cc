@@ -175,8 +175,11 @@ std::string NowRfc3339() {
   return buf;
 }
 
-Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, bool check_patterns) {
-  auto registry = languages::Registry::Load(config.languages_dir, check_patterns);
+Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, const Options& options) {
+  auto registry = options.only_language.empty()
+                      ? languages::Registry::Load(config.languages_dir, options.check_patterns)
+                      : languages::Registry::LoadFor(config.languages_dir, options.only_language,
+                                                     config.cache_dir, options.check_patterns);
   if (!registry) return std::unexpected(registry.error());
   auto cgroups = sandbox::DetectCgroups(config.cgroup_root);
   if (!cgroups) {

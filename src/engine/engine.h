@@ -19,9 +19,15 @@ class Engine {
  public:
   // Loads the language registry and sets up the sandbox (cgroups chosen here, once). Fails
   // with kUnsupported, naming the missing mechanism, when the host cannot sandbox.
-  // check_patterns: validate every manifest's regexes now (servers) or on first use (one-shot
-  // CLI runs, where start-up time is the user's latency).
-  static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config, bool check_patterns = true);
+  struct Options {
+    // Validate every manifest's regexes now (servers) or on first use (one-shot CLI runs,
+    // where start-up time is the user's latency).
+    bool check_patterns = true;
+    // One-shot runs: load only the manifest this id/alias/extension resolves to.
+    std::string only_language;
+  };
+  static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config, const Options& options);
+  static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config) { return Create(config, Options{}); }
   // For tests and tools that bring their own registry and sandbox.
   Engine(EngineConfig config, languages::Registry registry, std::unique_ptr<sandbox::Sandbox> sb);
 

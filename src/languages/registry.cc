@@ -113,9 +113,9 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
   return Fail(Errc::kInternal, argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
 }
 
-Result<Registry> Registry::Load(const std::string& dir, bool check_patterns) {
-  Registry reg;
-  reg.dir_ = dir;
+namespace {
+
+Result<std::vector<std::string>> ListFolders(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return SysFail("opendir", "languages directory " + dir);
   std::vector<std::string> names;
@@ -127,33 +127,113 @@ Result<Registry> Registry::Load(const std::string& dir, bool check_patterns) {
   }
   ::closedir(d);
   std::sort(names.begin(), names.end());
-  for (const auto& name : names) {
-    LanguageEntry entry;
-    entry.id = name;
-    std::string path = dir + "/" + name + "/manifest.toml";
-    auto text = ReadTrustedFile(path, 1 << 20);
-    if (!text) {
-      entry.problem = text.error().message();
-      reg.entries_.push_back(std::move(entry));
-      continue;
+  return names;
+}
+
+// "size:mtime" of a manifest; changes whenever the file is rewritten.
+std::string Stamp(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+}
+
+}  // namespace
+
+Result<LanguageEntry> Registry::LoadEntry(const std::string& dir, const std::string& name,
+                                          bool check_patterns) {
+  LanguageEntry entry;
+  entry.id = name;
+  std::string path = dir + "/" + name + "/manifest.toml";
+  auto text = ReadTrustedFile(path, 1 << 20);
+  if (!text) {
+    entry.problem = text.error().message();
+    return entry;
+  }
+  auto lang = ParseManifest(*text, path, check_patterns);
+  if (!lang) {
+    entry.problem = "invalid manifest: " + lang.error().message();
+    return entry;
+  }
+  if (lang->id != name) {
+    entry.problem = "invalid manifest: " + path + ": id \"" + lang->id +
+                    "\" does not match its folder \"" + name + "\"";
+    return entry;
+  }
+  lang->dir = dir + "/" + name;
+  entry.problem = CheckToolchain(*lang);
+  entry.usable = entry.problem.empty();
+  entry.language = std::make_shared<const Language>(std::move(*lang));
+  return entry;
+}
+
+Result<Registry> Registry::LoadFor(const std::string& dir, const std::string& raw_name,
+                                   const std::string& cache_dir, bool check_patterns) {
+  const std::string index_file = cache_dir.empty() ? "" : cache_dir + "/languages-index.json";
+  auto folders = ListFolders(dir);
+  if (!folders || index_file.empty()) return Load(dir, check_patterns);
+  std::string name = Lower(raw_name);
+  std::string ext_key = name.starts_with(".") ? name : "." + name;
+
+  nlohmann::json index;
+  if (auto text = ReadTrustedFile(index_file, 1 << 20); text) {
+    index = nlohmann::json::parse(*text, nullptr, false);
+  }
+  bool fresh = index.is_object() && index.value("dir", "") == dir && index.contains("folders") &&
+               index["folders"].size() == folders->size();
+  if (fresh) {
+    for (const auto& f : *folders) {
+      auto it = index["folders"].find(f);
+      if (it == index["folders"].end() || it->value("stamp", "") != Stamp(dir + "/" + f + "/manifest.toml")) {
+        fresh = false;
+        break;
+      }
     }
-    auto lang = ParseManifest(*text, path, check_patterns);
-    if (!lang) {
-      entry.problem = "invalid manifest: " + lang.error().message();
-      reg.entries_.push_back(std::move(entry));
-      continue;
+  }
+  if (!fresh) {
+    auto full = Load(dir, check_patterns);
+    if (!full) return full;
+    nlohmann::json out = {{"dir", dir}, {"folders", nlohmann::json::object()}};
+    for (const auto& e : full->entries_) {
+      std::vector<std::string> keys = {e.id};
+      if (e.language) {
+        for (const auto& a : e.language->aliases) keys.push_back(Lower(a));
+        for (const auto& x : e.language->extensions) keys.push_back("." + Lower(x));
+      }
+      out["folders"][e.id] = {{"stamp", Stamp(dir + "/" + e.id + "/manifest.toml")}, {"keys", keys}};
     }
-    if (lang->id != name) {
-      entry.problem = "invalid manifest: " + path + ": id \"" + lang->id +
-                      "\" does not match its folder \"" + name + "\"";
-      reg.entries_.push_back(std::move(entry));
-      continue;
+    std::string tmp = index_file + ".tmp." + std::to_string(::getpid());
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << out.dump();
     }
-    lang->dir = dir + "/" + name;
-    entry.problem = CheckToolchain(*lang);
-    entry.usable = entry.problem.empty();
-    entry.language = std::make_shared<const Language>(std::move(*lang));
-    reg.entries_.push_back(std::move(entry));
+    ::rename(tmp.c_str(), index_file.c_str());
+    return full;
+  }
+  for (const auto& [folder, info] : index["folders"].items()) {
+    for (const auto& key : info.value("keys", nlohmann::json::array())) {
+      if (key == name || (key.get<std::string>().starts_with(".") && key == ext_key)) {
+        Registry reg;
+        reg.dir_ = dir;
+        auto entry = LoadEntry(dir, folder, check_patterns);
+        if (!entry) return std::unexpected(entry.error());
+        reg.entries_.push_back(std::move(*entry));
+        return reg;
+      }
+    }
+  }
+  return Load(dir, check_patterns);  // unknown name: the full registry names what is known
+}
+
+Result<Registry> Registry::Load(const std::string& dir, bool check_patterns) {
+  Registry reg;
+  reg.dir_ = dir;
+  auto names = ListFolders(dir);
+  if (!names) return std::unexpected(names.error());
+  for (const auto& name : *names) {
+    auto entry = LoadEntry(dir, name, check_patterns);
+    if (!entry) return std::unexpected(entry.error());
+    reg.entries_.push_back(std::move(*entry));
   }
   // Aliases and extensions must be unambiguous across languages.
   std::map<std::string, std::string> claimed;

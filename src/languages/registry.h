@@ -24,6 +24,11 @@ class Registry {
  public:
   // check_patterns: see ParseManifest.
   static Result<Registry> Load(const std::string& dir, bool check_patterns = true);
+  // For one-shot runs: parses only the manifest that `name` (id, alias or extension) resolves
+  // to, found through an index in `cache_dir` that is rebuilt whenever any manifest's size or
+  // mtime, or the set of folders, changes. Falls back to Load() when the index cannot answer.
+  static Result<Registry> LoadFor(const std::string& dir, const std::string& name,
+                                  const std::string& cache_dir, bool check_patterns = true);
 
   const std::vector<LanguageEntry>& entries() const { return entries_; }
   // By id, alias or (with a leading dot or none) extension. Case-insensitive.
@@ -37,6 +42,8 @@ class Registry {
   const std::string& dir() const { return dir_; }
 
  private:
+  static Result<LanguageEntry> LoadEntry(const std::string& dir, const std::string& folder,
+                                         bool check_patterns);
   std::string dir_;
   std::vector<LanguageEntry> entries_;
 };

@@ -72,3 +72,40 @@ command = ["/usr/bin/definitely-not-installed", "{entry}"]
 
 }  // namespace
 }  // namespace polyrun::languages
+
+namespace polyrun::languages {
+namespace {
+
+TEST(Registry, LoadForParsesOnlyTheResolvedLanguageAndRebuildsAStaleIndex) {
+  fs::path cache = fs::temp_directory_path() / ("polyrun-idx-" + std::to_string(::getpid()));
+  fs::remove_all(cache);
+  fs::create_directories(cache);
+  // First call builds the index (full load); later calls resolve through it.
+  auto first = Registry::LoadFor(POLYRUN_LANGUAGES_DIR, "py", cache.string());
+  ASSERT_TRUE(first) << first.error().message();
+  EXPECT_GE(first->entries().size(), 5u);
+  ASSERT_TRUE(fs::exists(cache / "languages-index.json"));
+  for (const auto& [name, id] : {std::pair{"py", "python"}, std::pair{".cc", "cpp"},
+                                 std::pair{"javascript", "javascript"}, std::pair{"SH", "bash"}}) {
+    auto one = Registry::LoadFor(POLYRUN_LANGUAGES_DIR, name, cache.string());
+    ASSERT_TRUE(one) << one.error().message();
+    ASSERT_EQ(one->entries().size(), 1u) << name;
+    EXPECT_EQ(one->entries()[0].id, id);
+    EXPECT_NE(one->Find(name), nullptr) << name;
+  }
+  // Unknown names fall back to the full registry so errors can list what is known.
+  auto unknown = Registry::LoadFor(POLYRUN_LANGUAGES_DIR, "cobol-2077", cache.string());
+  ASSERT_TRUE(unknown);
+  EXPECT_GE(unknown->entries().size(), 5u);
+  // A stale index (wrong stamps) is detected and rebuilt.
+  std::ofstream(cache / "languages-index.json") << R"({"dir": "x", "folders": {}})";
+  auto rebuilt = Registry::LoadFor(POLYRUN_LANGUAGES_DIR, "py", cache.string());
+  ASSERT_TRUE(rebuilt);
+  EXPECT_GE(rebuilt->entries().size(), 5u);
+  auto again = Registry::LoadFor(POLYRUN_LANGUAGES_DIR, "py", cache.string());
+  EXPECT_EQ(again->entries().size(), 1u);
+  fs::remove_all(cache);
+}
+
+}  // namespace
+}  // namespace polyrun::languages
