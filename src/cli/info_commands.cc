@@ -50,7 +50,7 @@ int LanguagesCommand(const SettingsFlags& settings, bool as_json) {
                    {"sessions", l && l->sessions}});
   }
   if (as_json) {
-    std::cout << out.dump(2) << std::endl;
+    std::cout << out.dump(2) << "\n" << std::flush;
   } else {
     std::cout << std::left << std::setw(12) << "ID" << std::setw(24) << "NAME" << std::setw(12)
               << "VERSION" << std::setw(8) << "USABLE" << std::setw(10) << "SESSIONS" << "NOTE\n";
@@ -97,7 +97,7 @@ int DoctorCommand(const SettingsFlags& settings, bool as_json) {
       out.push_back({{"check", c.name}, {"ok", c.ok}, {"detail", c.detail},
                      {"fix", c.fix.empty() ? json(nullptr) : json(c.fix)}});
     }
-    std::cout << json{{"ok", all_ok}, {"checks", out}}.dump(2) << std::endl;
+    std::cout << json{{"ok", all_ok}, {"checks", out}}.dump(2) << "\n" << std::flush;
   } else {
     for (const auto& c : checks) {
       std::cout << (c.ok ? "  ok    " : "  FAIL  ") << std::left << std::setw(20) << c.name << c.detail

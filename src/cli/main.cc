@@ -7,7 +7,9 @@
 #include "cli/run_command.h"
 #include "languages/limits.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   using namespace polyrun;
   CLI::App app{"polyrun: run untrusted code in many languages, safely and fast"};
   app.require_subcommand(1);
@@ -69,4 +71,16 @@ int main(int argc, char** argv) {
   if (*doctor_cmd) return cli::DoctorCommand(settings, json);
   if (*options_cmd) return cli::OptionsCommand();
   return cli::kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    // A broken invariant: say so plainly rather than let the runtime abort.
+    std::cerr << "polyrun: internal error: " << e.what() << "\n";
+    return 70;
+  }
 }

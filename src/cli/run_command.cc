@@ -154,7 +154,7 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
 
   if (o.json) {
     std::cout << engine::ToJson(result).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-              << std::endl;
+              << "\n" << std::flush;
     if (result.status == engine::Status::kRejected) return kExitUsage;
     if (result.status == engine::Status::kInternalError) return kExitInternal;
     return 0;

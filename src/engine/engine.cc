@@ -89,14 +89,14 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& cmd, cons
 
 sandbox::SandboxLimits ToSandboxLimits(const LimitSet& l) {
   sandbox::SandboxLimits s;
-  s.wall_time = sandbox::Millis(static_cast<int64_t>(*l[Limit::kWallTime]));
-  s.cpu_time = sandbox::Millis(static_cast<int64_t>(*l[Limit::kCpuTime]));
-  s.memory_bytes = *l[Limit::kMemory];
-  s.processes = *l[Limit::kProcesses];
-  s.stdout_bytes = s.stderr_bytes = s.output_bytes = *l[Limit::kOutput];
-  s.file_size_bytes = *l[Limit::kFileSize];
-  s.open_files = *l[Limit::kOpenFiles];
-  s.work_dir_bytes = s.tmp_bytes = *l[Limit::kDisk];
+  s.wall_time = sandbox::Millis(static_cast<int64_t>(l.Get(Limit::kWallTime)));
+  s.cpu_time = sandbox::Millis(static_cast<int64_t>(l.Get(Limit::kCpuTime)));
+  s.memory_bytes = l.Get(Limit::kMemory);
+  s.processes = l.Get(Limit::kProcesses);
+  s.stdout_bytes = s.stderr_bytes = s.output_bytes = l.Get(Limit::kOutput);
+  s.file_size_bytes = l.Get(Limit::kFileSize);
+  s.open_files = l.Get(Limit::kOpenFiles);
+  s.work_dir_bytes = s.tmp_bytes = l.Get(Limit::kDisk);
   s.stack_bytes = std::min<uint64_t>(8u << 20, s.memory_bytes);
   return s;
 }
@@ -314,6 +314,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   json final_extra = {{"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
 
   std::vector<sandbox::SandboxFile> sandbox_files;
+  sandbox_files.reserve(files.size() + 1);
   for (const auto& f : files) sandbox_files.push_back({f.name, f.content, false});
 
   // ---- compile --------------------------------------------------------------------------

@@ -29,7 +29,7 @@ Result<LimitSet> ResolveLimits(const LimitLayers& layers) {
         break;
       }
     }
-    if (ceiling && *v > *ceiling) v = ceiling;
+    if (ceiling.has_value() && v.has_value() && *v > *ceiling) v = ceiling;
     out.values[i] = v;
   }
   return out;

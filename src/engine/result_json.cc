@@ -92,7 +92,7 @@ Usage UsageFromJson(const json& j) {
 json LimitsToJson(const languages::LimitSet& l) {
   json out = json::object();
   for (size_t i = 0; i < languages::kLimitCount; ++i) {
-    if (l.values[i]) out[std::string(languages::LimitDecls()[i].name)] = *l.values[i];
+    if (const auto& v = l.values[i]; v.has_value()) out[std::string(languages::LimitDecls()[i].name)] = v.value();
   }
   return out;
 }

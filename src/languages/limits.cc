@@ -1,5 +1,7 @@
 #include "languages/limits.h"
 
+#include <stdexcept>
+
 namespace polyrun::languages {
 
 namespace {
@@ -47,6 +49,12 @@ bool LimitSet::empty() const {
     if (v) return false;
   }
   return true;
+}
+
+uint64_t LimitSet::Get(Limit l) const {
+  const auto& v = values[static_cast<size_t>(l)];
+  if (!v.has_value()) throw std::logic_error("limit " + std::string(DeclOf(l).name) + " is not resolved");
+  return *v;
 }
 
 Result<void> LimitSet::Set(std::string_view name, std::string_view text) {

@@ -57,8 +57,9 @@ class Table {
   Result<std::optional<NamedRegex>> Regex(const std::string& key) {
     auto s = String(key);
     if (!s) return std::unexpected(s.error());
-    if (!*s) return std::optional<NamedRegex>();
-    auto re = NamedRegex::Compile(**s);
+    const std::optional<std::string>& text = *s;
+    if (!text.has_value()) return std::optional<NamedRegex>();
+    auto re = NamedRegex::Compile(*text);
     if (!re) return Fail(Errc::kParse, Where(key) + ": " + re.error().message());
     if (check_patterns_) {
       if (auto v = re->Validate(); !v) return Fail(Errc::kParse, Where(key) + ": " + v.error().message());
@@ -80,10 +81,13 @@ class Table {
   std::set<std::string> seen_;
 };
 
+// `var` is a declarator, not an expression, so it cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define POLYRUN_TRY(var, expr)                        \
   auto var##_r = (expr);                              \
   if (!var##_r) return std::unexpected(var##_r.error()); \
   auto var = std::move(*var##_r)
+// NOLINTEND(bugprone-macro-parentheses)
 
 Result<LimitSet> ParseLimits(Table& t) {
   LimitSet out;

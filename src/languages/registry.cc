@@ -76,6 +76,7 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, wr.get(), 2);
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   char path_env[] = "PATH=/usr/local/bin:/usr/bin:/bin";
@@ -305,6 +306,7 @@ std::string Registry::VersionOf(const std::string& id, const std::string& cache_
     }
     std::string version;
     for (const auto& line : Split(*out, '\n')) {
+      if (!lang.version_pattern.has_value()) break;
       if (auto m = lang.version_pattern->Match(line); m && m->contains("version")) {
         version = m->at("version");
         break;
