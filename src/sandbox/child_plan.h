@@ -53,6 +53,10 @@ struct ChildPlan {
   std::vector<const char*> collect;
   uint64_t collect_max = 0;
   sock_fprog seccomp{};
+  // The polyrun process's argv and environment strings ([start, end) in its address space, as
+  // /proc/self/stat reports them). The init, a copy of polyrun, wipes its copies: the program
+  // can read /proc/1/cmdline, and it must not see the host's command line.
+  uintptr_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
 };
 
 // The init's report on the status pipe, followed for kExited by artifact records

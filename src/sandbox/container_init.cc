@@ -202,6 +202,15 @@ void SendArtifacts(const ChildPlan& plan) {
 [[noreturn]] void RunContainerInit(const ChildPlan& plan) {
   // If polyrun's supervising thread dies, so does the sandbox (and with PID 1 gone, all of it).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // /proc/1/cmdline and /proc/1/comm are readable by the program whatever our dumpable flag:
+  // show neither polyrun's command line nor its name. Our memory is our own copy.
+  if (plan.arg_end > plan.arg_start) {
+    std::memset(reinterpret_cast<void*>(plan.arg_start), 0, plan.arg_end - plan.arg_start);
+  }
+  if (plan.env_end > plan.env_start) {
+    std::memset(reinterpret_cast<void*>(plan.env_start), 0, plan.env_end - plan.env_start);
+  }
+  ::prctl(PR_SET_NAME, "polyrun-init", 0, 0, 0);
 
   // Move our five descriptors out of the way, then into their fixed places, and close every
   // other descriptor this process inherited from polyrun.

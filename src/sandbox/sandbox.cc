@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -150,6 +151,32 @@ bool Drain(int fd, const std::function<void(std::string_view)>& sink) {
   }
 }
 
+// Where this process's argv and environment strings live (/proc/self/stat fields 48-51), so
+// the init can wipe its copies. Read once; zeros (nothing to wipe) if unavailable.
+struct ArgEnvArea {
+  uintptr_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+};
+
+const ArgEnvArea& SelfArgEnvArea() {
+  static const ArgEnvArea area = [] {
+    ArgEnvArea a;
+    auto stat = ReadTrustedFile("/proc/self/stat", 1u << 16);
+    if (!stat) return a;
+    auto close = stat->rfind(')');
+    if (close == std::string::npos || close + 2 > stat->size()) return a;
+    auto fields = Split(stat->substr(close + 2), ' ');  // fields[0] is field 3 (state)
+    auto field = [&](size_t n) -> uintptr_t {
+      if (n - 3 >= fields.size()) return 0;
+      return static_cast<uintptr_t>(std::strtoull(fields[n - 3].c_str(), nullptr, 10));
+    };
+    a = {field(48), field(49), field(50), field(51)};
+    if (a.arg_end < a.arg_start) a.arg_start = a.arg_end = 0;
+    if (a.env_end < a.env_start) a.env_start = a.env_end = 0;
+    return a;
+  }();
+  return area;
+}
+
 Result<void> WriteProcFile(pid_t pid, const char* file, const std::string& content) {
   std::string dir = "/proc/" + std::to_string(pid);
   auto fd = OpenDir(dir);
@@ -267,6 +294,11 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   plan.collect.push_back(nullptr);
   plan.collect_max = spec.collect_max_bytes;
   plan.seccomp = (*seccomp)->fprog();
+  const ArgEnvArea& area = SelfArgEnvArea();
+  plan.arg_start = area.arg_start;
+  plan.arg_end = area.arg_end;
+  plan.env_start = area.env_start;
+  plan.env_end = area.env_end;
 
   // ---- descriptors and cgroup -----------------------------------------------------------
   auto in = MakePipe(), out = MakePipe(), err = MakePipe(), status = MakePipe(), sync = MakePipe();

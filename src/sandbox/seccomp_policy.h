@@ -24,7 +24,8 @@ struct SeccompProgram {
 // for any architecture but x86_64 and for x32 syscall numbers. Unknown names in extra_allowed
 // are an error naming them. Denied with a specific errno regardless of the allow-list:
 // clone3 (ENOSYS, so libc falls back to clone), io_uring_* (ENOSYS, so runtimes fall back),
-// clone/unshare with namespace flags, TIOCSTI/TIOCLINUX ioctls (all 64 bits of the request).
+// clone/unshare with namespace flags, TIOCSTI/TIOCLINUX ioctls (judged on the low 32 bits of
+// the request, which is all the kernel reads).
 Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra_allowed);
 
 // The syscalls the profile always refuses; tests probe each of these.

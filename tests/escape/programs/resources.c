@@ -96,6 +96,15 @@ int main(int argc, char** argv) {
     for (;;) ++x;
   }
 
+  if (!strcmp(p, "cpu_tree")) {
+    int procs = atoi(argv[2]);
+    for (int i = 1; i < procs; ++i) {
+      if (fork() == 0) break;
+    }
+    volatile unsigned long x = 0;
+    for (;;) ++x;
+  }
+
   if (!strcmp(p, "sleep")) {
     sleep(1000);
     return 0;
@@ -103,11 +112,14 @@ int main(int argc, char** argv) {
 
   if (!strcmp(p, "sigstop")) {
     // A child that stops itself too, so the whole tree is stopped.
-    if (fork() == 0) {
+    pid_t child = fork();
+    if (child == 0) {
       raise(SIGSTOP);
       sleep(1000);
       _exit(0);
     }
+    int st = 0;
+    if (waitpid(child, &st, WUNTRACED) == child && WIFSTOPPED(st)) printf("child stopped\n");
     printf("stopping\n");
     fflush(stdout);
     raise(SIGSTOP);
@@ -126,7 +138,7 @@ int main(int argc, char** argv) {
       dup2(null, 0);
       dup2(null, 1);
       dup2(null, 2);
-      chdir("/");
+      if (chdir("/") != 0) _exit(1);
       for (;;) {
         int fd = open("/tmp/daemon-alive", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd >= 0) close(fd);
@@ -135,19 +147,34 @@ int main(int argc, char** argv) {
       }
     }
     waitpid(pid, NULL, 0);
-    printf("parent exits\n");
+    // Exit only once the daemon is demonstrably at work.
+    for (int i = 0; i < 1000 && access("/tmp/daemon-alive", F_OK) != 0; ++i) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    printf("daemon %s, parent exits\n", access("/tmp/daemon-alive", F_OK) == 0 ? "alive" : "missing");
     return 0;
   }
 
   if (!strcmp(p, "grandchild_stdout")) {
     // A grandchild keeps stdout and stderr open and lives on after the main program exits.
+    int ready[2];
+    if (pipe(ready) != 0) return 3;
     if (fork() == 0) {
       if (fork() == 0) {
+        close(ready[0]);
+        printf("grandchild up\n");
+        fflush(stdout);
+        if (write(ready[1], "x", 1) != 1) _exit(1);
+        close(ready[1]);
         sleep(1000);
         _exit(0);
       }
       _exit(0);
     }
+    close(ready[1]);
+    char c;
+    if (read(ready[0], &c, 1) != 1) return 4;
     wait(NULL);
     printf("main exits\n");
     return 0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -86,6 +87,16 @@ int main(int argc, char** argv) {
     // The kernel truncates the request to 32 bits: this is TIOCSTI to it.
     char c = 'x';
     r = syscall(SYS_ioctl, 0, (unsigned long)TIOCSTI | (1UL << 32), &c);
+  } else if (!strcmp(p, "tioclinux_high")) {
+    char c = 2;
+    r = syscall(SYS_ioctl, 0, (unsigned long)TIOCLINUX | (1UL << 32), &c);
+  } else if (!strcmp(p, "socket_vsock")) {
+    // vsock is not confined by the network namespace: it reaches the VM's host services.
+    r = syscall(SYS_socket, 40 /* AF_VSOCK */, SOCK_STREAM, 0);  // kernel: allowed
+  } else if (!strcmp(p, "socket_netlink")) {
+    r = syscall(SYS_socket, 16 /* AF_NETLINK */, SOCK_RAW, 0 /* NETLINK_ROUTE */);  // allowed
+  } else if (!strcmp(p, "socket_packet")) {
+    r = syscall(SYS_socket, 17 /* AF_PACKET */, SOCK_RAW, 0);
   } else if (!strcmp(p, "ioctl_control")) {
     int n = 0;
     r = syscall(SYS_ioctl, 0, FIONREAD, &n);  // an allowed ioctl on the stdin pipe

@@ -1,0 +1,148 @@
+// DESIGN §6.7 (the host side never follows what the sandbox planted) and the checks this suite
+// itself relies on.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "escape.h"
+#include "sandbox/cgroup.h"
+#include "util/unique_fd.h"
+
+namespace polyrun::escape {
+namespace {
+
+using engine::Status;
+
+class HostSideTest : public EscapeTest {
+ protected:
+  // The sandbox layer directly: a shell script with artifacts to collect.
+  sandbox::SandboxOutcome RunShell(const std::string& script, std::vector<std::string> collect) {
+    auto cgroups = sandbox::DetectCgroups();
+    EXPECT_TRUE(cgroups) << cgroups.error().message();
+    if (!cgroups) return {};
+    sandbox::SandboxConfig config;
+    config.cgroups = std::move(*cgroups);
+    auto sb = sandbox::Sandbox::Create(std::move(config));
+    EXPECT_TRUE(sb) << sb.error().message();
+    if (!sb) return {};
+    sandbox::SandboxSpec spec;
+    spec.argv = {"/bin/sh", "-c", script};
+    spec.env = {"PATH=/usr/bin:/bin"};
+    spec.binds = {{"/usr"}, {"/bin"}, {"/lib"}, {"/lib64", true}, {"/etc/ld.so.cache", true}};
+    spec.collect = std::move(collect);
+    spec.limits.wall_time = sandbox::Millis(5000);
+    auto outcome = (*sb)->Run(spec);
+    EXPECT_TRUE(outcome) << outcome.error().message();
+    return outcome ? *outcome : sandbox::SandboxOutcome{};
+  }
+};
+
+std::string Keys(const std::map<std::string, std::string>& m) {
+  std::string out;
+  for (const auto& [k, v] : m) out += k + "(" + std::to_string(v.size()) + " bytes) ";
+  return out;
+}
+
+TEST_F(HostSideTest, PlantedSymlinksAreNotCollected) {
+  // A host file the sandbox cannot see; a symlink to its path must not make it an artifact.
+  const std::string secret = temp_dir() + "/artifact-secret";
+  std::ofstream(secret) << "HOST-SECRET-CONTENT";
+  ASSERT_TRUE(std::filesystem::exists(secret));
+  auto o = RunShell("echo control > ok\n"
+                    "ln -s /etc/passwd out\n"
+                    "ln -s " + secret + " secret\n"
+                    "ln -s /proc/1/environ environ\n"
+                    "ln -s ok ok-link\n"
+                    "mkdir dir\n",
+                    {"ok", "out", "secret", "environ", "ok-link", "dir"});
+  EXPECT_EQ(o.termination, sandbox::Termination::kExited) << o.setup_error << o.stderr_data;
+  EXPECT_EQ(o.exit_code, 0) << o.stderr_data;
+  // Only the regular file comes back; no symlink is followed, whatever it points at.
+  EXPECT_EQ(o.artifacts.size(), 1u) << Keys(o.artifacts);
+  EXPECT_EQ(o.artifacts["ok"], "control\n");
+  for (const auto& [name, data] : o.artifacts) {
+    EXPECT_EQ(data.find("HOST-SECRET"), std::string::npos) << name;
+    EXPECT_EQ(data.find("root:x:0:0"), std::string::npos) << name;
+  }
+}
+
+TEST_F(HostSideTest, PlantedFifoDoesNotHangCollection) {
+  // Opening a FIFO for reading blocks until a writer comes: collection must not.
+  auto o = RunShell("mkfifo out\necho control > ok\n", {"out", "ok"});
+  EXPECT_EQ(o.termination, sandbox::Termination::kExited) << o.setup_error << o.stderr_data;
+  EXPECT_EQ(o.exit_code, 0) << o.stderr_data;
+  EXPECT_LT(o.wall.count(), 1000) << "collection waited on the FIFO";
+  EXPECT_EQ(o.artifacts.size(), 1u) << Keys(o.artifacts);
+  EXPECT_EQ(o.artifacts["ok"], "control\n");
+}
+
+TEST_F(HostSideTest, ArtifactSwappedForSymlinkByADaemonIsNotFollowed) {
+  // The program exits, leaving a daemon that keeps replacing `out` by a symlink and back while
+  // the init collects it. Whatever the timing, only a regular file's content may come back.
+  auto o = RunShell("echo control > out\n"
+                    "( trap '' HUP TERM; while :; do ln -sf /etc/passwd out.new && mv -f out.new out;"
+                    " echo control > out.tmp && mv -f out.tmp out; done ) </dev/null >/dev/null 2>&1 &\n"
+                    "while [ ! -L out ]; do :; done\n",
+                    {"out"});
+  EXPECT_EQ(o.termination, sandbox::Termination::kExited) << o.setup_error << o.stderr_data;
+  for (const auto& [name, data] : o.artifacts) {
+    EXPECT_EQ(name, "out");
+    EXPECT_EQ(data, "control\n") << "a symlink was followed";
+  }
+  EXPECT_LT(o.wall.count(), 2000);
+}
+
+TEST_F(HostSideTest, ArgumentsNeverReachAShell) {
+  const std::string marker = "/tmp/polyrun-escape-pwned-" + std::to_string(::getpid());
+  const std::vector<std::string> args = {"; touch " + marker, "$(touch " + marker + ")",
+                                         "`touch " + marker + "`", "' \" \\ | & > " + marker};
+  auto r = Run("c",
+               "#include <stdio.h>\n"
+               "int main(int argc, char** argv) {\n"
+               "  for (int i = 1; i < argc; ++i) printf(\"[%s]\\n\", argv[i]);\n"
+               "  return 0;\n"
+               "}\n",
+               {.args = args});
+  EXPECT_EQ(r.status, Status::kOk) << Describe(r);
+  std::string expected;
+  for (const auto& a : args) expected += "[" + a + "]\n";
+  EXPECT_EQ(r.stdout_text, expected);
+  EXPECT_FALSE(std::filesystem::exists(marker));
+}
+
+// The suite's own checks must be able to fail: while a run is live, its processes and cgroups
+// are visible to them. (The run is then cancelled, which must end the whole tree too.)
+TEST_F(HostSideTest, LeftoverChecksSeeALiveRun) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd cancel_r(fds[0]), cancel_w(fds[1]);
+  int live_processes = -1;
+  size_t live_flagged = 0, live_cgroups = 0;
+  bool checked = false;
+  RunOptions options;
+  options.limits = {{"wall_time", "10s"}};
+  options.cancel_fd = cancel_r.get();
+  options.sink = [&](const engine::Event& e) {
+    if (e.kind != engine::Event::Kind::kStdout || checked) return;
+    checked = true;
+    live_processes = LiveSandboxDescendants();
+    live_flagged = LeakedSandboxProcesses(before_).size();
+    live_cgroups = OurRunCgroups().size();
+    ASSERT_EQ(::write(cancel_w.get(), "x", 1), 1);
+  };
+  auto r = Run("bash", "( trap '' HUP TERM; exec sleep 1000 ) &\necho ready\nexec sleep 1000\n", options);
+  EXPECT_TRUE(checked) << Describe(r);
+  // The init, bash (now sleep) and the background sleep.
+  EXPECT_GE(live_processes, 3) << Describe(r);
+  EXPECT_EQ(live_flagged, static_cast<size_t>(live_processes)) << "TearDown's check would miss them";
+  EXPECT_EQ(live_cgroups, PolyrunCgroupDirs().size());
+  EXPECT_EQ(r.status, Status::kCancelled) << Describe(r);
+  EXPECT_LT(r.usage.wall_ms, 2000u) << Describe(r);
+  EXPECT_EQ(LiveSandboxDescendants(), 0);
+  EXPECT_TRUE(OurRunCgroups().empty());
+}
+
+}  // namespace
+}  // namespace polyrun::escape
