@@ -30,7 +30,8 @@ int LanguagesCommand(const SettingsFlags& settings, bool as_json) {
   // Without a working sandbox no language is usable, whatever its toolchain.
   auto cgroups = sandbox::DetectCgroups(config->cgroup_root);
   std::string host_problem =
-      cgroups ? "" : "the host cannot sandbox: " + cgroups.error().message() + " (see polyrun doctor)";
+      cgroups ? ""
+              : "the host cannot sandbox: " + cgroups.error().message() + " (see polyrun doctor)";
 
   json out = json::array();
   int usable = 0;
@@ -53,7 +54,8 @@ int LanguagesCommand(const SettingsFlags& settings, bool as_json) {
     std::cout << out.dump(2) << "\n" << std::flush;
   } else {
     std::cout << std::left << std::setw(12) << "ID" << std::setw(24) << "NAME" << std::setw(12)
-              << "VERSION" << std::setw(8) << "USABLE" << std::setw(10) << "SESSIONS" << "NOTE\n";
+              << "VERSION" << std::setw(8) << "USABLE" << std::setw(10) << "SESSIONS"
+              << "NOTE\n";
     for (const auto& l : out) {
       std::cout << std::setw(12) << l["id"].get<std::string>() << std::setw(24)
                 << l["name"].get<std::string>() << std::setw(12)
@@ -84,8 +86,9 @@ int DoctorCommand(const SettingsFlags& settings, bool as_json) {
     req.code = "echo sandbox-ok; id -u";
     auto r = (*engine)->Run(req);
     run.ok = r.status == engine::Status::kOk && r.stdout_text == "sandbox-ok\n1000\n";
-    run.detail = run.ok ? "bash ran as uid 1000 in " + std::to_string(r.usage.wall_ms) + " ms"
-                        : std::string(engine::StatusName(r.status)) + ": " + r.reason + " " + r.stderr_text;
+    run.detail =
+        run.ok ? "bash ran as uid 1000 in " + std::to_string(r.usage.wall_ms) + " ms"
+               : std::string(engine::StatusName(r.status)) + ": " + r.reason + " " + r.stderr_text;
   }
   if (!run.ok) run.fix = "fix the failed checks above; then run `polyrun doctor` again";
   all_ok &= run.ok;
@@ -94,15 +97,19 @@ int DoctorCommand(const SettingsFlags& settings, bool as_json) {
   if (as_json) {
     json out = json::array();
     for (const auto& c : checks) {
-      out.push_back({{"check", c.name}, {"ok", c.ok}, {"detail", c.detail},
+      out.push_back({{"check", c.name},
+                     {"ok", c.ok},
+                     {"detail", c.detail},
                      {"fix", c.fix.empty() ? json(nullptr) : json(c.fix)}});
     }
     std::cout << json{{"ok", all_ok}, {"checks", out}}.dump(2) << "\n" << std::flush;
   } else {
     for (const auto& c : checks) {
-      std::cout << (c.ok ? "  ok    " : "  FAIL  ") << std::left << std::setw(20) << c.name << c.detail
-                << "\n";
-      if (!c.ok && !c.fix.empty()) std::cout << "        " << std::setw(20) << "" << "fix: " << c.fix << "\n";
+      std::cout << (c.ok ? "  ok    " : "  FAIL  ") << std::left << std::setw(20) << c.name
+                << c.detail << "\n";
+      if (!c.ok && !c.fix.empty())
+        std::cout << "        " << std::setw(20) << ""
+                  << "fix: " << c.fix << "\n";
     }
     std::cout << (all_ok ? "polyrun can run untrusted code on this host.\n"
                          : "polyrun cannot safely run untrusted code on this host.\n");

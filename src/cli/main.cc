@@ -23,27 +23,31 @@ int Main(int argc, char** argv) {
   std::string code;
   std::string input;
   auto* run_cmd = app.add_subcommand("run", "Run a program in the sandbox");
-  run_cmd->add_option("files", run.files, "Source files (the first is the entry point), or - for stdin");
+  run_cmd->add_option("files", run.files,
+                      "Source files (the first is the entry point), or - for stdin");
   run_cmd->add_option("-l,--language", run.language, "Language id, alias or extension");
   auto* code_opt = run_cmd->add_option("-c,--code", code, "Code to run");
   auto* input_opt = run_cmd->add_option("--input", input, "Text for the program's stdin");
   run_cmd->add_option("--input-file", run.input_file, "File for the program's stdin");
-  run_cmd->add_option("--arg", run.args, "Argument for the program (repeatable)")->allow_extra_args(false);
+  run_cmd->add_option("--arg", run.args, "Argument for the program (repeatable)")
+      ->allow_extra_args(false);
   run_cmd->add_option("--env", run.env, "KEY=VALUE for the program's environment (repeatable)")
       ->allow_extra_args(false);
-  run_cmd->add_flag("--json", run.json, "Print the whole result as JSON; exit 0 when polyrun worked");
+  run_cmd->add_flag("--json", run.json,
+                    "Print the whole result as JSON; exit 0 when polyrun worked");
   std::vector<std::string> limit_values(languages::kLimitCount);
   std::vector<CLI::Option*> limit_opts;
   for (size_t i = 0; i < languages::kLimitCount; ++i) {
     const auto& d = languages::LimitDecls()[i];
-    limit_opts.push_back(run_cmd->add_option(
-        "--" + std::string(d.flag), limit_values[i],
-        std::string(d.help) + " (" + std::string(OptionTypeName(d.type)) + ", default " +
-            std::string(d.default_value) + ")"));
+    limit_opts.push_back(
+        run_cmd->add_option("--" + std::string(d.flag), limit_values[i],
+                            std::string(d.help) + " (" + std::string(OptionTypeName(d.type)) +
+                                ", default " + std::string(d.default_value) + ")"));
   }
 
   bool json = false;
-  auto* langs_cmd = app.add_subcommand("languages", "List languages and whether they are usable here");
+  auto* langs_cmd =
+      app.add_subcommand("languages", "List languages and whether they are usable here");
   langs_cmd->add_flag("--json", json, "JSON output");
   auto* doctor_cmd = app.add_subcommand("doctor", "Check what the sandbox needs from this host");
   doctor_cmd->add_flag("--json", json, "JSON output");
@@ -63,7 +67,8 @@ int Main(int argc, char** argv) {
     if (*code_opt) run.code = code;
     if (*input_opt) run.input = input;
     for (size_t i = 0; i < languages::kLimitCount; ++i) {
-      if (*limit_opts[i]) run.limits[std::string(languages::LimitDecls()[i].name)] = limit_values[i];
+      if (*limit_opts[i])
+        run.limits[std::string(languages::LimitDecls()[i].name)] = limit_values[i];
     }
     return cli::RunCommand(run, settings);
   }

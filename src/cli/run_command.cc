@@ -54,13 +54,20 @@ int ExitCodeFor(const engine::ExecutionResult& r) {
     case Status::kRuntimeError:
       if (r.signal != 0) return 128 + r.signal;
       return r.exit_code.value_or(kExitInternal);
-    case Status::kCompileError: return kExitCompileError;
-    case Status::kTimeout: return kExitTimeout;
-    case Status::kMemoryLimit: return kExitMemoryLimit;
-    case Status::kOutputLimit: return kExitOutputLimit;
-    case Status::kCancelled: return kExitCancelled;
-    case Status::kRejected: return kExitUsage;
-    default: return kExitInternal;
+    case Status::kCompileError:
+      return kExitCompileError;
+    case Status::kTimeout:
+      return kExitTimeout;
+    case Status::kMemoryLimit:
+      return kExitMemoryLimit;
+    case Status::kOutputLimit:
+      return kExitOutputLimit;
+    case Status::kCancelled:
+      return kExitCancelled;
+    case Status::kRejected:
+      return kExitUsage;
+    default:
+      return kExitInternal;
   }
 }
 
@@ -95,7 +102,8 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
     req.stdin_data = *o.input;
   } else if (!o.input_file.empty()) {
     auto text = ReadTrustedFile(o.input_file, 256u << 20);
-    if (!text) return Usage("cannot read --input-file " + o.input_file + ": " + text.error().message());
+    if (!text)
+      return Usage("cannot read --input-file " + o.input_file + ": " + text.error().message());
     req.stdin_data = std::move(*text);
   } else if (pump_terminal) {
     req.stdin_fd = 0;
@@ -103,7 +111,8 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
   for (const auto& a : o.args) req.args.push_back(a);
   for (const auto& kv : o.env) {
     auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) return Usage("--env \"" + kv + "\": expected KEY=VALUE");
+    if (eq == std::string::npos || eq == 0)
+      return Usage("--env \"" + kv + "\": expected KEY=VALUE");
     req.env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& [name, text] : o.limits) {
@@ -116,10 +125,12 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
     // The language comes from the first file's extension; the registry resolves it.
     const std::string& first = req.files.front().name;
     auto dot = first.rfind('.');
-    if (dot == std::string::npos) return Usage(first + ": no extension; say the language with -l LANG");
+    if (dot == std::string::npos)
+      return Usage(first + ": no extension; say the language with -l LANG");
     req.language = first.substr(dot);
   }
-  auto engine = engine::Engine::Create(*config, {.check_patterns = false, .only_language = req.language});
+  auto engine =
+      engine::Engine::Create(*config, {.check_patterns = false, .only_language = req.language});
   if (!engine) {
     std::cerr << "polyrun: " << engine.error().message() << "\n";
     return kExitInternal;
@@ -132,7 +143,7 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
   UniqueFd cancel(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   g_cancel_fd = cancel.get();
   req.cancel_fd = cancel.get();
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = OnInterrupt;
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
@@ -153,8 +164,10 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
   g_cancel_fd = -1;
 
   if (o.json) {
-    std::cout << engine::ToJson(result).dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
-              << "\n" << std::flush;
+    std::cout << engine::ToJson(result).dump(2, ' ', false,
+                                             nlohmann::json::error_handler_t::replace)
+              << "\n"
+              << std::flush;
     if (result.status == engine::Status::kRejected) return kExitUsage;
     if (result.status == engine::Status::kInternalError) return kExitInternal;
     return 0;

@@ -16,8 +16,8 @@ struct RunOptions {
   std::optional<std::string> input;
   std::string input_file;
   std::vector<std::string> args;
-  std::vector<std::string> env;                  // "KEY=VALUE"
-  std::map<std::string, std::string> limits;     // limit name -> text, from the flags
+  std::vector<std::string> env;               // "KEY=VALUE"
+  std::map<std::string, std::string> limits;  // limit name -> text, from the flags
   bool json = false;
 };
 

@@ -12,7 +12,7 @@ namespace polyrun::cli {
 namespace {
 
 bool IsDir(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -39,7 +39,8 @@ Result<engine::EngineConfig> LoadSettings(const SettingsFlags& flags) {
     file = Env("POLYRUN_CONFIG");
     explicit_file = !file.empty();
   }
-  if (file.empty() && ::access("/etc/polyrun/polyrun.toml", F_OK) == 0) file = "/etc/polyrun/polyrun.toml";
+  if (file.empty() && ::access("/etc/polyrun/polyrun.toml", F_OK) == 0)
+    file = "/etc/polyrun/polyrun.toml";
   if (!file.empty()) {
     auto text = ReadTrustedFile(file, 1 << 20);
     if (!text) {

@@ -35,9 +35,11 @@ Result<languages::LimitSet> ParseLimitTable(const toml::value& v, const std::str
     } else if (value.is_integer() && value.as_integer() >= 0) {
       text = std::to_string(value.as_integer());
     } else {
-      return Fail(Errc::kParse, where + "." + key + ": expected a string such as \"5s\" or a number");
+      return Fail(Errc::kParse,
+                  where + "." + key + ": expected a string such as \"5s\" or a number");
     }
-    if (auto r = base.Set(key, text); !r) return Fail(Errc::kParse, where + "." + key + ": " + r.error().message());
+    if (auto r = base.Set(key, text); !r)
+      return Fail(Errc::kParse, where + "." + key + ": " + r.error().message());
   }
   return base;
 }
@@ -77,8 +79,9 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
         }
       }
     } else if (key == "limits" || key == "compile_limits" || key == "ceiling") {
-      languages::LimitSet& target =
-          key == "limits" ? cfg.limits : key == "compile_limits" ? cfg.compile_limits : cfg.ceiling;
+      languages::LimitSet& target = key == "limits"           ? cfg.limits
+                                    : key == "compile_limits" ? cfg.compile_limits
+                                                              : cfg.ceiling;
       auto l = ParseLimitTable(value, key, target);
       if (!l) return std::unexpected(l.error());
       target = *l;
@@ -88,7 +91,8 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
         if (!lang.is_table()) return Fail(Errc::kParse, "languages." + id + ": expected a table");
         for (const auto& [k, v] : lang.as_table()) {
           std::string where = "languages." + id + "." + k;
-          if (k != "limits" && k != "compile_limits") return Fail(Errc::kParse, where + ": unknown key");
+          if (k != "limits" && k != "compile_limits")
+            return Fail(Errc::kParse, where + ": unknown key");
           auto& target = k == "limits" ? cfg.language_limits[id] : cfg.language_compile_limits[id];
           auto l = ParseLimitTable(v, where, target);
           if (!l) return std::unexpected(l.error());
@@ -104,7 +108,9 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
 
 }  // namespace
 
-std::span<const OptionDecl> SettingDecls() { return kSettings; }
+std::span<const OptionDecl> SettingDecls() {
+  return kSettings;
+}
 
 Result<EngineConfig> ParseConfig(const std::string& toml_text, const std::string& origin,
                                  EngineConfig base) {

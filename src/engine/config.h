@@ -21,8 +21,9 @@ struct EngineConfig {
   languages::LimitSet limits;          // [limits]: global run defaults
   languages::LimitSet compile_limits;  // [compile_limits]: global compile-stage defaults
   languages::LimitSet ceiling;         // [ceiling]: no request may exceed these
-  std::map<std::string, languages::LimitSet> language_limits;          // [languages.ID.limits]
-  std::map<std::string, languages::LimitSet> language_compile_limits;  // [languages.ID.compile_limits]
+  std::map<std::string, languages::LimitSet> language_limits;  // [languages.ID.limits]
+  std::map<std::string, languages::LimitSet>
+      language_compile_limits;  // [languages.ID.compile_limits]
 };
 
 // Non-limit settings, declared once: name is the dotted TOML key.

@@ -25,7 +25,8 @@ memory = "1G"
 memory = "512M"
 [languages.c.compile_limits]
 wall_time = "1m"
-)", "test.toml", {});
+)",
+                         "test.toml", {});
   ASSERT_TRUE(cfg) << cfg.error().message();
   EXPECT_EQ(cfg->languages_dir, "/opt/langs");
   EXPECT_EQ(cfg->cache_dir, "/var/cache/polyrun");
@@ -47,7 +48,8 @@ TEST(ParseConfig, ErrorsNameTheFileAndKey) {
       << unknown.error().message();
   auto bad = ParseConfig("[limits]\nmemory = \"lots\"\n", "c.toml", {});
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message().find("limits.memory"), std::string::npos) << bad.error().message();
+  EXPECT_NE(bad.error().message().find("limits.memory"), std::string::npos)
+      << bad.error().message();
   auto top = ParseConfig("colour = \"blue\"\n", "c.toml", {});
   ASSERT_FALSE(top);
   EXPECT_NE(top.error().message().find("colour: unknown key"), std::string::npos);

@@ -26,7 +26,8 @@ class Recorder {
  public:
   Recorder(std::string id, const EventSink& sink) : id_(std::move(id)), sink_(sink) {}
 
-  void Emit(Event::Kind kind, json payload = nullptr, std::string data = {}, std::string stream = {}) {
+  void Emit(Event::Kind kind, json payload = nullptr, std::string data = {},
+            std::string stream = {}) {
     Event e;
     e.execution_id = id_;
     e.seq = events_.size() + 1;
@@ -69,7 +70,8 @@ std::string Extension(const std::string& name) {
   return name.substr(dot + 1);
 }
 
-std::vector<std::string> ExpandCommand(const std::vector<std::string>& cmd, const std::string& entry,
+std::vector<std::string> ExpandCommand(const std::vector<std::string>& cmd,
+                                       const std::string& entry,
                                        const std::vector<std::string>& sources,
                                        const std::vector<std::string>& args) {
   std::vector<std::string> out;
@@ -118,15 +120,20 @@ Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool com
               stage + "exited with status " + std::to_string(o.exit_code)};
     case Termination::kSignaled:
       return {compile ? Status::kCompileError : Status::kRuntimeError, "",
-              stage + "killed by signal " + std::to_string(o.signal) + " (" + SignalName(o.signal) + ")"};
+              stage + "killed by signal " + std::to_string(o.signal) + " (" + SignalName(o.signal) +
+                  ")"};
     case Termination::kWallTimeout:
-      return {Status::kTimeout, "wall_time", stage + "wall time limit of " + fmt(Limit::kWallTime) + " exceeded"};
+      return {Status::kTimeout, "wall_time",
+              stage + "wall time limit of " + fmt(Limit::kWallTime) + " exceeded"};
     case Termination::kCpuTimeout:
-      return {Status::kTimeout, "cpu_time", stage + "CPU time limit of " + fmt(Limit::kCpuTime) + " exceeded"};
+      return {Status::kTimeout, "cpu_time",
+              stage + "CPU time limit of " + fmt(Limit::kCpuTime) + " exceeded"};
     case Termination::kMemoryLimit:
-      return {Status::kMemoryLimit, "memory", stage + "memory limit of " + fmt(Limit::kMemory) + " exceeded"};
+      return {Status::kMemoryLimit, "memory",
+              stage + "memory limit of " + fmt(Limit::kMemory) + " exceeded"};
     case Termination::kOutputLimit:
-      return {Status::kOutputLimit, "output", stage + "output limit of " + fmt(Limit::kOutput) + " exceeded"};
+      return {Status::kOutputLimit, "output",
+              stage + "output limit of " + fmt(Limit::kOutput) + " exceeded"};
     case Termination::kCancelled:
       return {Status::kCancelled, "", stage + "cancelled"};
     case Termination::kSetupFailed:
@@ -171,7 +178,8 @@ std::string NowRfc3339() {
   gmtime_r(&secs, &t);
   char buf[96];
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900,
-                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(ms % 1000));
+                t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
+                static_cast<int>(ms % 1000));
   return buf;
 }
 
@@ -236,11 +244,12 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   const languages::Language& lang = *entry->language;
   const std::string version = VersionOf(lang.id);
   if (!req.version.empty() && req.version != "*" && !version.starts_with(req.version)) {
-    return reject("version: " + lang.id + " " + req.version + " is not installed (installed: " +
-                  version + ")");
+    return reject("version: " + lang.id + " " + req.version +
+                  " is not installed (installed: " + version + ")");
   }
 
-  if (!req.code.empty() && !req.files.empty()) return reject("code, files: give one or the other, not both");
+  if (!req.code.empty() && !req.files.empty())
+    return reject("code, files: give one or the other, not both");
   std::vector<RequestFile> files = req.files;
   if (files.empty()) {
     if (req.code.empty()) return reject("code: required (or files)");
@@ -259,7 +268,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       }
       total += files[i].content.size();
     }
-    if (!names.contains(entry_name)) return reject("entry: \"" + entry_name + "\" is not among the files");
+    if (!names.contains(entry_name))
+      return reject("entry: \"" + entry_name + "\" is not among the files");
     (void)total;
   }
   for (const auto& [k, v] : req.env) {
@@ -292,8 +302,9 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     for (size_t i = 0; i < languages::kLimitCount; ++i) {
       if (!global.values[i]) global.values[i] = config_.limits.values[i];
     }
-    auto cl = ResolveLimits({req.compile_limits, override_of(config_.language_compile_limits, lang.id),
-                             lang.compile->limits, global, config_.ceiling});
+    auto cl =
+        ResolveLimits({req.compile_limits, override_of(config_.language_compile_limits, lang.id),
+                       lang.compile->limits, global, config_.ceiling});
     if (!cl) return reject("compile_" + cl.error().message());
     compile_limits = *cl;
   }
@@ -311,7 +322,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     std::erase_if(env, [&](const std::string& e) { return e.starts_with(prefix); });
     env.push_back(prefix + v);
   };
-  json final_extra = {{"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
+  json final_extra = {
+      {"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
 
   std::vector<sandbox::SandboxFile> sandbox_files;
   sandbox_files.reserve(files.size() + 1);
@@ -329,7 +341,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
         sources.push_back(f.name);
       }
     }
-    std::stable_partition(sources.begin(), sources.end(), [&](const std::string& s) { return s == entry_name; });
+    std::stable_partition(sources.begin(), sources.end(),
+                          [&](const std::string& s) { return s == entry_name; });
     sandbox::SandboxSpec spec;
     spec.argv = ExpandCommand(recipe.command, entry_name, sources, {});
     spec.env = env;
@@ -348,7 +361,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     auto outcome = sandbox_->Run(spec);
     if (!outcome) {
       rec.Emit(Event::Kind::kCompileFinished, {{"status", "internal_error"}});
-      return finish(Status::kInternalError, "compile stage: " + outcome.error().message(), final_extra);
+      return finish(Status::kInternalError, "compile stage: " + outcome.error().message(),
+                    final_extra);
     }
     Verdict v = Judge(*outcome, compile_limits, true);
     StageResult stage;
@@ -357,13 +371,15 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     stage.signal = outcome->signal;
     stage.stdout_truncated = outcome->stdout_truncated;
     stage.stderr_truncated = outcome->stderr_truncated;
-    stage.usage = {static_cast<uint64_t>(outcome->wall.count()), static_cast<uint64_t>(outcome->cpu.count()),
-                   outcome->memory_peak_bytes};
-    stage.diagnostics = languages::ParseDiagnostics(lang.errors, outcome->stderr_data + "\n" + outcome->stdout_data);
+    stage.usage = {static_cast<uint64_t>(outcome->wall.count()),
+                   static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes};
+    stage.diagnostics = languages::ParseDiagnostics(
+        lang.errors, outcome->stderr_data + "\n" + outcome->stdout_data);
     if (v.status == Status::kOk) {
       for (const auto& a : recipe.artifacts) {
         if (!outcome->artifacts.contains(a)) {
-          v = {Status::kInternalError, "", "compile stage: the compiler succeeded but produced no " + a};
+          v = {Status::kInternalError, "",
+               "compile stage: the compiler succeeded but produced no " + a};
           stage.status = v.status;
         }
       }
@@ -386,9 +402,11 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
           err.message = v.reason;
         }
         final_extra["error"] = ToJson(err);
-        v.reason = "compilation failed" + (first != stage.diagnostics.end()
-                                               ? ": " + first->file + ":" + std::to_string(first->line) + ": " + first->message
-                                               : "");
+        v.reason =
+            "compilation failed" +
+            (first != stage.diagnostics.end()
+                 ? ": " + first->file + ":" + std::to_string(first->line) + ": " + first->message
+                 : "");
       }
       final_extra["usage"] = ToJson(stage.usage);
       return finish(v.status, v.reason, final_extra);
@@ -420,24 +438,33 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
   Verdict v = Judge(*outcome, *limits, false);
   final_extra["limit"] = v.limit;
-  final_extra["usage"] = ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
-                                      static_cast<uint64_t>(outcome->cpu.count()),
-                                      outcome->memory_peak_bytes});
-  final_extra["truncated"] = {{"stdout", outcome->stdout_truncated}, {"stderr", outcome->stderr_truncated}};
+  final_extra["usage"] =
+      ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
+                   static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes});
+  final_extra["truncated"] = {{"stdout", outcome->stdout_truncated},
+                              {"stderr", outcome->stderr_truncated}};
   if (outcome->termination == Termination::kExited) final_extra["exit_code"] = outcome->exit_code;
   if (outcome->termination == Termination::kSignaled) final_extra["signal"] = outcome->signal;
   if (KilledByUs(outcome->termination)) final_extra["signal"] = SIGKILL;
   if (v.status == Status::kRuntimeError) {
     auto err = languages::ParseRuntimeError(lang.errors, outcome->stderr_data);
     if (!err && outcome->signal != 0) {
-      err = languages::ErrorInfo{"signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
+      err = languages::ErrorInfo{
+          "signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
     }
     if (!err) {
-      err = languages::ErrorInfo{"exit", "NonZeroExit",
-                                 "exited with status " + std::to_string(outcome->exit_code), "", 0, 0, {}};
+      err = languages::ErrorInfo{"exit",
+                                 "NonZeroExit",
+                                 "exited with status " + std::to_string(outcome->exit_code),
+                                 "",
+                                 0,
+                                 0,
+                                 {}};
     }
-    if (outcome->signal != 0 && err->type == "exception" && err->name == "Error" && err->line == 0) {
-      err = languages::ErrorInfo{"signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
+    if (outcome->signal != 0 && err->type == "exception" && err->name == "Error" &&
+        err->line == 0) {
+      err = languages::ErrorInfo{
+          "signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
     }
     final_extra["error"] = ToJson(*err);
   }

@@ -27,7 +27,9 @@ class Engine {
     std::string only_language;
   };
   static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config, const Options& options);
-  static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config) { return Create(config, Options{}); }
+  static Result<std::unique_ptr<Engine>> Create(const EngineConfig& config) {
+    return Create(config, Options{});
+  }
   // For tests and tools that bring their own registry and sandbox.
   Engine(EngineConfig config, languages::Registry registry, std::unique_ptr<sandbox::Sandbox> sb);
 

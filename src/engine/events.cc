@@ -8,16 +8,26 @@ using nlohmann::json;
 
 std::string_view EventKindName(Event::Kind kind) {
   switch (kind) {
-    case Event::Kind::kQueued: return "queued";
-    case Event::Kind::kStarted: return "started";
-    case Event::Kind::kCompileStarted: return "compile_started";
-    case Event::Kind::kCompileOutput: return "compile_output";
-    case Event::Kind::kCompileFinished: return "compile_finished";
-    case Event::Kind::kStdout: return "stdout";
-    case Event::Kind::kStderr: return "stderr";
-    case Event::Kind::kDisplay: return "display";
-    case Event::Kind::kStatus: return "status";
-    case Event::Kind::kFinished: return "finished";
+    case Event::Kind::kQueued:
+      return "queued";
+    case Event::Kind::kStarted:
+      return "started";
+    case Event::Kind::kCompileStarted:
+      return "compile_started";
+    case Event::Kind::kCompileOutput:
+      return "compile_output";
+    case Event::Kind::kCompileFinished:
+      return "compile_finished";
+    case Event::Kind::kStdout:
+      return "stdout";
+    case Event::Kind::kStderr:
+      return "stderr";
+    case Event::Kind::kDisplay:
+      return "display";
+    case Event::Kind::kStatus:
+      return "status";
+    case Event::Kind::kFinished:
+      return "finished";
   }
   return "?";
 }
@@ -74,10 +84,12 @@ void Apply(ExecutionResult& r, const Event& e) {
       if (auto s = StatusFromName(p.value("status", ""))) r.status = *s;
       break;
     case Event::Kind::kFinished:
-      r.status = StatusFromName(p.value("status", "internal_error")).value_or(Status::kInternalError);
+      r.status =
+          StatusFromName(p.value("status", "internal_error")).value_or(Status::kInternalError);
       r.limit = p.value("limit", "");
       r.reason = p.value("reason", "");
-      if (p.contains("exit_code") && p["exit_code"].is_number()) r.exit_code = p["exit_code"].get<int>();
+      if (p.contains("exit_code") && p["exit_code"].is_number())
+        r.exit_code = p["exit_code"].get<int>();
       r.signal = p.value("signal", 0);
       if (p.contains("truncated")) {
         r.stdout_truncated = p["truncated"].value("stdout", false);

@@ -24,20 +24,31 @@ Event Ev(Event::Kind kind, json payload = nullptr, std::string data = {}, std::s
 
 TEST(Fold, ReproducesTheResultFromItsEvents) {
   std::vector<Event> events = {
-      Ev(Event::Kind::kQueued, {{"language", "c"}, {"labels", {{"user", "ada"}}}, {"created_at", "t0"}}),
-      Ev(Event::Kind::kStarted, {{"started_at", "t1"}, {"limits", {{"memory", 1024}}}, {"version", "12"}}),
+      Ev(Event::Kind::kQueued,
+         {{"language", "c"}, {"labels", {{"user", "ada"}}}, {"created_at", "t0"}}),
+      Ev(Event::Kind::kStarted,
+         {{"started_at", "t1"}, {"limits", {{"memory", 1024}}}, {"version", "12"}}),
       Ev(Event::Kind::kCompileStarted),
       Ev(Event::Kind::kCompileOutput, nullptr, "warning: x\n", "stderr"),
-      Ev(Event::Kind::kCompileFinished,
-         {{"status", "ok"}, {"exit_code", 0}, {"diagnostics", json::array({{{"file", "main.c"}, {"line", 3}, {"column", 5}, {"severity", "warning"}, {"message", "x"}}})}}),
+      Ev(Event::Kind::kCompileFinished, {{"status", "ok"},
+                                         {"exit_code", 0},
+                                         {"diagnostics", json::array({{{"file", "main.c"},
+                                                                       {"line", 3},
+                                                                       {"column", 5},
+                                                                       {"severity", "warning"},
+                                                                       {"message", "x"}}})}}),
       Ev(Event::Kind::kStdout, nullptr, "hel"),
       Ev(Event::Kind::kStdout, nullptr, "lo\n"),
       Ev(Event::Kind::kStderr, nullptr, "oops\n"),
       Ev(Event::Kind::kStdout, nullptr, "again\n"),
-      Ev(Event::Kind::kFinished, {{"status", "runtime_error"}, {"exit_code", 2}, {"reason", "exited with status 2"},
-                                  {"usage", {{"wall_ms", 7}, {"cpu_ms", 3}, {"memory_bytes", 4096}}},
-                                  {"error", {{"type", "exit"}, {"name", "NonZeroExit"}, {"message", "m"}, {"line", nullptr}}},
-                                  {"finished_at", "t2"}}),
+      Ev(Event::Kind::kFinished,
+         {{"status", "runtime_error"},
+          {"exit_code", 2},
+          {"reason", "exited with status 2"},
+          {"usage", {{"wall_ms", 7}, {"cpu_ms", 3}, {"memory_bytes", 4096}}},
+          {"error",
+           {{"type", "exit"}, {"name", "NonZeroExit"}, {"message", "m"}, {"line", nullptr}}},
+          {"finished_at", "t2"}}),
   };
   ExecutionResult r = Fold(events);
   EXPECT_EQ(r.id, "ex_1");
@@ -73,8 +84,9 @@ TEST(ResultJson, UsesTheStableFieldNames) {
   r.status = Status::kTimeout;
   r.limit = "wall_time";
   json j = ToJson(r);
-  for (const char* key : {"id", "status", "exit_code", "signal", "stdout", "stderr", "truncated", "error",
-                          "compile", "usage", "limits", "labels", "outputs", "reason", "limit"}) {
+  for (const char* key :
+       {"id", "status", "exit_code", "signal", "stdout", "stderr", "truncated", "error", "compile",
+        "usage", "limits", "labels", "outputs", "reason", "limit"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["status"], "timeout");

@@ -23,7 +23,8 @@ Result<LimitSet> ResolveLimits(const LimitLayers& layers) {
       continue;
     }
     std::optional<uint64_t> v;
-    for (const auto* layer : {&layers.operator_override, &layers.language, &layers.global, &defaults}) {
+    for (const auto* layer :
+         {&layers.operator_override, &layers.language, &layers.global, &defaults}) {
       if (layer->values[i]) {
         v = layer->values[i];
         break;

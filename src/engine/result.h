@@ -37,7 +37,7 @@ struct Usage {
 struct OutputChunk {
   std::string stream;  // "stdout" or "stderr"
   std::string text;
-  uint64_t t_ms = 0;   // since the execution was queued
+  uint64_t t_ms = 0;  // since the execution was queued
 };
 
 struct StageResult {

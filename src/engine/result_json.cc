@@ -6,17 +6,28 @@ using nlohmann::json;
 
 std::string_view StatusName(Status s) {
   switch (s) {
-    case Status::kQueued: return "queued";
-    case Status::kRunning: return "running";
-    case Status::kOk: return "ok";
-    case Status::kRuntimeError: return "runtime_error";
-    case Status::kCompileError: return "compile_error";
-    case Status::kTimeout: return "timeout";
-    case Status::kMemoryLimit: return "memory_limit";
-    case Status::kOutputLimit: return "output_limit";
-    case Status::kCancelled: return "cancelled";
-    case Status::kRejected: return "rejected";
-    case Status::kInternalError: return "internal_error";
+    case Status::kQueued:
+      return "queued";
+    case Status::kRunning:
+      return "running";
+    case Status::kOk:
+      return "ok";
+    case Status::kRuntimeError:
+      return "runtime_error";
+    case Status::kCompileError:
+      return "compile_error";
+    case Status::kTimeout:
+      return "timeout";
+    case Status::kMemoryLimit:
+      return "memory_limit";
+    case Status::kOutputLimit:
+      return "output_limit";
+    case Status::kCancelled:
+      return "cancelled";
+    case Status::kRejected:
+      return "rejected";
+    case Status::kInternalError:
+      return "internal_error";
   }
   return "internal_error";
 }
@@ -31,8 +42,10 @@ std::optional<Status> StatusFromName(std::string_view name) {
 json ToJson(const languages::ErrorInfo& e) {
   json tb = json::array();
   for (const auto& f : e.traceback) {
-    tb.push_back({{"file", f.file}, {"line", f.line},
-                  {"column", f.column ? json(f.column) : json(nullptr)}, {"function", f.function}});
+    tb.push_back({{"file", f.file},
+                  {"line", f.line},
+                  {"column", f.column ? json(f.column) : json(nullptr)},
+                  {"function", f.function}});
   }
   return {{"type", e.type},
           {"name", e.name},
@@ -92,7 +105,8 @@ Usage UsageFromJson(const json& j) {
 json LimitsToJson(const languages::LimitSet& l) {
   json out = json::object();
   for (size_t i = 0; i < languages::kLimitCount; ++i) {
-    if (const auto& v = l.values[i]; v.has_value()) out[std::string(languages::LimitDecls()[i].name)] = v.value();
+    if (const auto& v = l.values[i]; v.has_value())
+      out[std::string(languages::LimitDecls()[i].name)] = v.value();
   }
   return out;
 }
@@ -102,7 +116,8 @@ languages::LimitSet LimitsFromJson(const json& j) {
   if (!j.is_object()) return l;
   for (size_t i = 0; i < languages::kLimitCount; ++i) {
     auto it = j.find(std::string(languages::LimitDecls()[i].name));
-    if (it != j.end() && it->is_number_integer() && it->get<int64_t>() >= 0) l.values[i] = it->get<uint64_t>();
+    if (it != j.end() && it->is_number_integer() && it->get<int64_t>() >= 0)
+      l.values[i] = it->get<uint64_t>();
   }
   return l;
 }
@@ -123,7 +138,8 @@ json ToJson(const StageResult& s) {
 StageResult StageFromJson(const json& j) {
   StageResult s;
   s.status = StatusFromName(j.value("status", "internal_error")).value_or(Status::kInternalError);
-  if (j.contains("exit_code") && j["exit_code"].is_number()) s.exit_code = j["exit_code"].get<int>();
+  if (j.contains("exit_code") && j["exit_code"].is_number())
+    s.exit_code = j["exit_code"].get<int>();
   if (j.contains("signal") && j["signal"].is_number()) s.signal = j["signal"];
   s.stdout_text = j.value("stdout", "");
   s.stderr_text = j.value("stderr", "");
@@ -131,7 +147,8 @@ StageResult StageFromJson(const json& j) {
     s.stdout_truncated = j["truncated"].value("stdout", false);
     s.stderr_truncated = j["truncated"].value("stderr", false);
   }
-  for (const auto& d : j.value("diagnostics", json::array())) s.diagnostics.push_back(DiagnosticFromJson(d));
+  for (const auto& d : j.value("diagnostics", json::array()))
+    s.diagnostics.push_back(DiagnosticFromJson(d));
   if (j.contains("usage")) s.usage = UsageFromJson(j["usage"]);
   return s;
 }
@@ -139,7 +156,8 @@ StageResult StageFromJson(const json& j) {
 json ToJson(const ExecutionResult& r) {
   json outputs = json::array();
   for (const auto& o : r.outputs) {
-    outputs.push_back({{"type", "stream"}, {"stream", o.stream}, {"text", o.text}, {"t_ms", o.t_ms}});
+    outputs.push_back(
+        {{"type", "stream"}, {"stream", o.stream}, {"text", o.text}, {"t_ms", o.t_ms}});
   }
   return {
       {"id", r.id},

@@ -21,7 +21,9 @@ std::string Get(const std::map<std::string, std::string>& m, const char* key) {
   return it == m.end() ? "" : it->second;
 }
 
-int Adjust(int line, int offset) { return line > 0 ? std::max(1, line - offset) : line; }
+int Adjust(int line, int offset) {
+  return line > 0 ? std::max(1, line - offset) : line;
+}
 
 }  // namespace
 
@@ -75,7 +77,8 @@ std::optional<ErrorInfo> ParseRuntimeError(const ErrorRules& rules, const std::s
     };
     using P = ErrorRules::Position;
     if (rules.exception_position == P::kAfterFrames) {
-      for (size_t i = last_frame < 0 ? 0 : static_cast<size_t>(last_frame) + 1; i < lines.size(); ++i) {
+      for (size_t i = last_frame < 0 ? 0 : static_cast<size_t>(last_frame) + 1; i < lines.size();
+           ++i) {
         if (try_line(i)) break;
       }
     } else if (rules.exception_position == P::kBeforeFrames && first_frame >= 0) {

@@ -7,8 +7,12 @@ namespace {
 
 ErrorRules PythonRules() {
   ErrorRules r;
-  r.frame = NamedRegex::Compile(R"re(^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<function>.+))?$)re").value();
-  r.exception = NamedRegex::Compile(R"re(^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)(?:: (?P<message>.*))?$)re").value();
+  r.frame = NamedRegex::Compile(
+                R"re(^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<function>.+))?$)re")
+                .value();
+  r.exception =
+      NamedRegex::Compile(R"re(^(?P<name>[A-Za-z_][A-Za-z0-9_.]*)(?:: (?P<message>.*))?$)re")
+          .value();
   return r;
 }
 
@@ -44,9 +48,13 @@ TEST(ParseRuntimeError, LineOffsetIsRemoved) {
 
 TEST(ParseRuntimeError, NodeStyleInnermostFirstWithHeaderLocation) {
   ErrorRules r;
-  r.frame = NamedRegex::Compile(R"re(^\s+at (?:(?P<function>.*?) \()?(?P<file>[^()]+?):(?P<line>\d+):(?P<column>\d+)\)?$)re").value();
+  r.frame =
+      NamedRegex::Compile(
+          R"re(^\s+at (?:(?P<function>.*?) \()?(?P<file>[^()]+?):(?P<line>\d+):(?P<column>\d+)\)?$)re")
+          .value();
   r.innermost_first = true;
-  r.exception = NamedRegex::Compile(R"re(^(?P<name>[A-Za-z_$][A-Za-z0-9_$.]*): (?P<message>.*)$)re").value();
+  r.exception =
+      NamedRegex::Compile(R"re(^(?P<name>[A-Za-z_$][A-Za-z0-9_$.]*): (?P<message>.*)$)re").value();
   r.exception_position = ErrorRules::Position::kBeforeFrames;
   r.location = NamedRegex::Compile(R"re(^(?P<file>/work/[^:]+):(?P<line>\d+)$)re").value();
   const std::string text =
@@ -72,8 +80,10 @@ TEST(ParseRuntimeError, NothingRecognisableIsNullopt) {
 
 TEST(ParseDiagnostics, ReturnsEveryDiagnosticInOrder) {
   ErrorRules r;
-  r.diagnostic = NamedRegex::Compile(
-      R"re(^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?P<column>\d+): (?P<severity>fatal error|error|warning|note): (?P<message>.*)$)re").value();
+  r.diagnostic =
+      NamedRegex::Compile(
+          R"re(^(?P<file>[^:\s][^:]*):(?P<line>\d+):(?P<column>\d+): (?P<severity>fatal error|error|warning|note): (?P<message>.*)$)re")
+          .value();
   const std::string out =
       "main.c: In function 'main':\n"
       "main.c:4:12: error: expected ';' before 'printf'\n"

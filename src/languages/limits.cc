@@ -12,30 +12,33 @@ constexpr uint64_t kMiB = 1ull << 20;
 constexpr std::array<OptionDecl, kLimitCount> kDecls = {{
     {"wall_time", "wall-time", OptionType::kDuration, "5s",
      "Wall-clock time for the run (the compile stage has its own)", 1, 24ull * 3600 * 1000},
-    {"cpu_time", "cpu-time", OptionType::kDuration, "5s",
-     "CPU time of the whole process tree", 1, 24ull * 3600 * 1000},
+    {"cpu_time", "cpu-time", OptionType::kDuration, "5s", "CPU time of the whole process tree", 1,
+     24ull * 3600 * 1000},
     {"memory", "memory", OptionType::kSize, "256M",
-     "Memory of the whole process tree (RSS, page cache and tmpfs files)", 8 * kMiB,
-     1ull << 40},
-    {"processes", "processes", OptionType::kCount, "64",
-     "Processes and threads alive at once", 1, 1ull << 22},
+     "Memory of the whole process tree (RSS, page cache and tmpfs files)", 8 * kMiB, 1ull << 40},
+    {"processes", "processes", OptionType::kCount, "64", "Processes and threads alive at once", 1,
+     1ull << 22},
     {"output", "output-limit", OptionType::kSize, "1M",
      "Bytes of stdout and of stderr kept, each and together; beyond it the run is stopped "
      "with status output_limit",
      1, 1ull << 32},
     {"file_size", "file-size", OptionType::kSize, "16M", "Largest file the program may write", 1,
      1ull << 40},
-    {"open_files", "open-files", OptionType::kCount, "256", "Open file descriptors per process",
-     16, 1u << 20},
+    {"open_files", "open-files", OptionType::kCount, "256", "Open file descriptors per process", 16,
+     1u << 20},
     {"disk", "disk", OptionType::kSize, "64M",
      "Size of each writable filesystem (/work, /tmp); counts against memory", kMiB, 1ull << 40},
 }};
 
 }  // namespace
 
-std::span<const OptionDecl, kLimitCount> LimitDecls() { return kDecls; }
+std::span<const OptionDecl, kLimitCount> LimitDecls() {
+  return kDecls;
+}
 
-const OptionDecl& DeclOf(Limit limit) { return kDecls[static_cast<size_t>(limit)]; }
+const OptionDecl& DeclOf(Limit limit) {
+  return kDecls[static_cast<size_t>(limit)];
+}
 
 std::optional<Limit> LimitByName(std::string_view name) {
   for (size_t i = 0; i < kLimitCount; ++i) {
@@ -53,7 +56,8 @@ bool LimitSet::empty() const {
 
 uint64_t LimitSet::Get(Limit l) const {
   const auto& v = values[static_cast<size_t>(l)];
-  if (!v.has_value()) throw std::logic_error("limit " + std::string(DeclOf(l).name) + " is not resolved");
+  if (!v.has_value())
+    throw std::logic_error("limit " + std::string(DeclOf(l).name) + " is not resolved");
   return *v;
 }
 

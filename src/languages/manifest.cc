@@ -62,7 +62,8 @@ class Table {
     auto re = NamedRegex::Compile(*text);
     if (!re) return Fail(Errc::kParse, Where(key) + ": " + re.error().message());
     if (check_patterns_) {
-      if (auto v = re->Validate(); !v) return Fail(Errc::kParse, Where(key) + ": " + v.error().message());
+      if (auto v = re->Validate(); !v)
+        return Fail(Errc::kParse, Where(key) + ": " + v.error().message());
     }
     return std::optional<NamedRegex>(std::move(*re));
   }
@@ -83,8 +84,8 @@ class Table {
 
 // `var` is a declarator, not an expression, so it cannot be parenthesised.
 // NOLINTBEGIN(bugprone-macro-parentheses)
-#define POLYRUN_TRY(var, expr)                        \
-  auto var##_r = (expr);                              \
+#define POLYRUN_TRY(var, expr)                           \
+  auto var##_r = (expr);                                 \
   if (!var##_r) return std::unexpected(var##_r.error()); \
   auto var = std::move(*var##_r)
 // NOLINTEND(bugprone-macro-parentheses)
@@ -101,7 +102,8 @@ Result<LimitSet> ParseLimits(Table& t) {
       return Fail(Errc::kParse, t.Where(key) + ": expected a string such as \"5s\" or a number");
     }
     t.Get(key);
-    if (auto r = out.Set(key, text); !r) return Fail(Errc::kParse, t.Where(key) + ": " + r.error().message());
+    if (auto r = out.Set(key, text); !r)
+      return Fail(Errc::kParse, t.Where(key) + ": " + r.error().message());
   }
   return out;
 }
@@ -121,8 +123,9 @@ Result<Recipe> ParseRecipe(Table& t, bool compile) {
   POLYRUN_TRY(command, t.Strings("command"));
   if (command.empty()) return Fail(Errc::kParse, t.Where("command") + ": required, non-empty");
   if (command[0].empty() || command[0][0] != '/') {
-    return Fail(Errc::kParse, t.Where("command") + ": the program must be an absolute path, got \"" +
-                                  command[0] + "\"");
+    return Fail(
+        Errc::kParse,
+        t.Where("command") + ": the program must be an absolute path, got \"" + command[0] + "\"");
   }
   r.command = std::move(command);
   POLYRUN_TRY(env, t.Sub("env"));
@@ -140,7 +143,8 @@ Result<Recipe> ParseRecipe(Table& t, bool compile) {
     POLYRUN_TRY(sources, t.Strings("sources"));
     r.artifacts = std::move(artifacts);
     r.source_extensions = std::move(sources);
-    if (r.artifacts.empty()) return Fail(Errc::kParse, t.Where("artifacts") + ": required for a compile recipe");
+    if (r.artifacts.empty())
+      return Fail(Errc::kParse, t.Where("artifacts") + ": required for a compile recipe");
   }
   if (auto u = t.RejectUnknown(); !u) return std::unexpected(u.error());
   return r;
@@ -161,7 +165,8 @@ Result<ErrorRules> ParseErrors(Table& t) {
     if (*order == "innermost_first") {
       e.innermost_first = true;
     } else if (*order != "innermost_last") {
-      return Fail(Errc::kParse, t.Where("frame_order") + ": expected innermost_first or innermost_last");
+      return Fail(Errc::kParse,
+                  t.Where("frame_order") + ": expected innermost_first or innermost_last");
     }
   }
   POLYRUN_TRY(position, t.String("exception_position"));
@@ -186,7 +191,8 @@ Result<ErrorRules> ParseErrors(Table& t) {
     }
   }
   if (const auto* off = t.Get("line_offset")) {
-    if (!off->is_integer()) return Fail(Errc::kParse, t.Where("line_offset") + ": expected an integer");
+    if (!off->is_integer())
+      return Fail(Errc::kParse, t.Where("line_offset") + ": expected an integer");
     e.line_offset = static_cast<int>(off->as_integer());
   }
   if (auto u = t.RejectUnknown(); !u) return std::unexpected(u.error());
@@ -198,8 +204,8 @@ Result<Language> ParseRoot(Table& t) {
   POLYRUN_TRY(id, t.String("id"));
   if (!id || id->empty()) return Fail(Errc::kParse, "id: required");
   for (char c : *id) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '-' || c == '_')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
       return Fail(Errc::kParse, "id: \"" + *id + "\" may use only a-z, 0-9, - and _");
     }
   }
@@ -236,7 +242,8 @@ Result<Language> ParseRoot(Table& t) {
     POLYRUN_TRY(optional_binds, sb->Strings("optional_binds"));
     POLYRUN_TRY(syscalls, sb->Strings("syscalls"));
     for (auto& b : binds) {
-      if (b.empty() || b[0] != '/') return Fail(Errc::kParse, "sandbox.binds: \"" + b + "\" is not absolute");
+      if (b.empty() || b[0] != '/')
+        return Fail(Errc::kParse, "sandbox.binds: \"" + b + "\" is not absolute");
       lang.binds.push_back({b, false});
     }
     for (auto& b : optional_binds) {

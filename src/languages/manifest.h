@@ -19,8 +19,11 @@ struct ErrorRules {
   bool innermost_first = false;  // true for "at f (file:line:col)" style traces
   // The exception line: groups name, message?.
   std::optional<NamedRegex> exception;
-  enum class Position { kAfterFrames, kBeforeFrames, kAnywhere } exception_position =
-      Position::kAfterFrames;
+  enum class Position {
+    kAfterFrames,
+    kBeforeFrames,
+    kAnywhere
+  } exception_position = Position::kAfterFrames;
   // The error's own location when it is not a frame (syntax errors): groups file, line,
   // column?, message?. Overrides the innermost user frame.
   std::optional<NamedRegex> location;

@@ -88,7 +88,8 @@ TEST(ParseManifest, BadPatternIsCaughtAtLoadUnlessDeferred) {
   std::string text = Replace(kGood, "'^(?P<file>[^:]+):(?P<line>\\d+): (?P<message>.*)$'", "'(['");
   auto strict = ParseManifest(text, "toy/manifest.toml");
   ASSERT_FALSE(strict);
-  EXPECT_NE(strict.error().message().find("errors.diagnostic"), std::string::npos) << strict.error().message();
+  EXPECT_NE(strict.error().message().find("errors.diagnostic"), std::string::npos)
+      << strict.error().message();
   auto lazy = ParseManifest(text, "toy/manifest.toml", /*check_patterns=*/false);
   ASSERT_TRUE(lazy) << lazy.error().message();
   EXPECT_FALSE(lazy->errors.diagnostic->Validate());

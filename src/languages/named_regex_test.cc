@@ -6,7 +6,8 @@ namespace polyrun::languages {
 namespace {
 
 TEST(NamedRegex, MapsNamedGroupsAroundPlainAndNonCapturingOnes) {
-  auto re = NamedRegex::Compile(R"re(^(a|b)(?:x)(?P<file>[^:(]+):(?P<line>\d+)(?::(?P<column>\d+))?$)re");
+  auto re =
+      NamedRegex::Compile(R"re(^(a|b)(?:x)(?P<file>[^:(]+):(?P<line>\d+)(?::(?P<column>\d+))?$)re");
   ASSERT_TRUE(re) << re.error().message();
   auto m = re->Match("axmain.c:12:5");
   ASSERT_TRUE(m);

@@ -28,13 +28,14 @@ std::string Lower(std::string s) {
 }
 
 bool IsExecutable(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
 std::string CheckToolchain(const Language& lang) {
   auto check = [](const std::vector<std::string>& cmd, const char* what) -> std::string {
-    if (!IsExecutable(cmd[0])) return std::string(what) + " program " + cmd[0] + " is not installed";
+    if (!IsExecutable(cmd[0]))
+      return std::string(what) + " program " + cmd[0] + " is not installed";
     return "";
   };
   // A compiled language runs its own artifact from the work dir; only the compiler is checked.
@@ -47,14 +48,15 @@ std::string CheckToolchain(const Language& lang) {
   }
   if (auto p = check(lang.version_command, "version"); !p.empty()) return p;
   for (const auto& b : lang.binds) {
-    struct stat st{};
-    if (!b.optional && ::lstat(b.path.c_str(), &st) != 0) return "bind path " + b.path + " is missing";
+    struct stat st {};
+    if (!b.optional && ::lstat(b.path.c_str(), &st) != 0)
+      return "bind path " + b.path + " is missing";
   }
   return "";
 }
 
 std::string CacheKey(const std::vector<std::string>& argv) {
-  struct stat st{};
+  struct stat st {};
   std::string key;
   for (const auto& a : argv) key += a + "\x1f";
   if (::stat(argv[0].c_str(), &st) == 0) {
@@ -91,7 +93,8 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
   std::string out;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd p{rd.get(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
@@ -111,7 +114,8 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
   }
   ::kill(pid, SIGKILL);  // our own child, by its id
   ::waitpid(pid, &status, 0);
-  return Fail(Errc::kInternal, argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
+  return Fail(Errc::kInternal,
+              argv[0] + ": did not finish within " + std::to_string(timeout_ms) + " ms");
 }
 
 namespace {
@@ -123,7 +127,7 @@ Result<std::vector<std::string>> ListFolders(const std::string& dir) {
   while (dirent* e = ::readdir(d)) {
     std::string name = e->d_name;
     if (name.empty() || name[0] == '.' || name[0] == '_') continue;
-    struct stat st{};
+    struct stat st {};
     if (::stat((dir + "/" + name + "/manifest.toml").c_str(), &st) == 0) names.push_back(name);
   }
   ::closedir(d);
@@ -133,7 +137,7 @@ Result<std::vector<std::string>> ListFolders(const std::string& dir) {
 
 // "size:mtime" of a manifest; changes whenever the file is rewritten.
 std::string Stamp(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "";
   return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
          std::to_string(st.st_mtim.tv_nsec);
@@ -185,7 +189,8 @@ Result<Registry> Registry::LoadFor(const std::string& dir, const std::string& ra
   if (fresh) {
     for (const auto& f : *folders) {
       auto it = index["folders"].find(f);
-      if (it == index["folders"].end() || it->value("stamp", "") != Stamp(dir + "/" + f + "/manifest.toml")) {
+      if (it == index["folders"].end() ||
+          it->value("stamp", "") != Stamp(dir + "/" + f + "/manifest.toml")) {
         fresh = false;
         break;
       }
@@ -201,7 +206,8 @@ Result<Registry> Registry::LoadFor(const std::string& dir, const std::string& ra
         for (const auto& a : e.language->aliases) keys.push_back(Lower(a));
         for (const auto& x : e.language->extensions) keys.push_back("." + Lower(x));
       }
-      out["folders"][e.id] = {{"stamp", Stamp(dir + "/" + e.id + "/manifest.toml")}, {"keys", keys}};
+      out["folders"][e.id] = {{"stamp", Stamp(dir + "/" + e.id + "/manifest.toml")},
+                              {"keys", keys}};
     }
     std::string tmp = index_file + ".tmp." + std::to_string(::getpid());
     {
@@ -246,8 +252,8 @@ Result<Registry> Registry::Load(const std::string& dir, bool check_patterns) {
     for (const auto& k : keys) {
       auto [it, inserted] = claimed.emplace(k, e.id);
       if (!inserted && it->second != e.id) {
-        return Fail(Errc::kParse, "languages: \"" + k + "\" is claimed by both " + it->second +
-                                      " and " + e.id);
+        return Fail(Errc::kParse,
+                    "languages: \"" + k + "\" is claimed by both " + it->second + " and " + e.id);
       }
     }
   }

@@ -11,11 +11,11 @@ namespace polyrun::languages {
 
 // One entry of the registry: a parsed language, or the reason its folder is unusable.
 struct LanguageEntry {
-  std::string id;          // folder name when the manifest could not be parsed
+  std::string id;                            // folder name when the manifest could not be parsed
   std::shared_ptr<const Language> language;  // null when the manifest is invalid
   bool usable = false;
-  std::string problem;     // why not usable: bad manifest, missing toolchain, …
-  std::string version;     // filled by ProbeVersions()
+  std::string problem;  // why not usable: bad manifest, missing toolchain, …
+  std::string version;  // filled by ProbeVersions()
 };
 
 // The languages found under a directory, each folder with a manifest.toml. Invalid manifests

@@ -1,9 +1,9 @@
 #include "languages/registry.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 namespace polyrun::languages {
 namespace {
@@ -66,7 +66,8 @@ command = ["/usr/bin/definitely-not-installed", "{entry}"]
   const auto* missing = reg->Find("missing");
   ASSERT_TRUE(missing);
   EXPECT_FALSE(missing->usable);
-  EXPECT_NE(missing->problem.find("/usr/bin/definitely-not-installed is not installed"), std::string::npos);
+  EXPECT_NE(missing->problem.find("/usr/bin/definitely-not-installed is not installed"),
+            std::string::npos);
   fs::remove_all(dir);
 }
 

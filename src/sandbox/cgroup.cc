@@ -39,8 +39,8 @@ std::string CgroupPathFor(const std::string& proc_self_cgroup, const std::string
 namespace {
 
 struct Mounts {
-  std::string unified;                         // cgroup2 mount point
-  std::map<std::string, std::string> v1;       // controller -> mount point
+  std::string unified;                    // cgroup2 mount point
+  std::map<std::string, std::string> v1;  // controller -> mount point
 };
 
 Mounts ReadCgroupMounts() {

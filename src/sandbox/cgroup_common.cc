@@ -33,7 +33,7 @@ Result<void> Write(const std::string& dir, const std::string& file, const std::s
 }
 
 bool Exists(const std::string& dir, const std::string& file) {
-  struct stat st{};
+  struct stat st {};
   return ::stat((dir + "/" + file).c_str(), &st) == 0;
 }
 
@@ -58,8 +58,8 @@ Result<void> WriteChecked(const std::string& dir, const std::string& file, const
     want = std::to_string(v / round_to * round_to);
   }
   if (got != want && got != value) {
-    return Fail(Errc::kLimitUnavailable, dir + "/" + file + ": wrote " + value + " but read back " +
-                                             got);
+    return Fail(Errc::kLimitUnavailable,
+                dir + "/" + file + ": wrote " + value + " but read back " + got);
   }
   return {};
 }

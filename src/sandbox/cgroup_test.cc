@@ -1,13 +1,12 @@
 // Cgroup controllers against a fake cgroup filesystem: plain directories and files stand in
 // for the kernel's control files, so both v1 and v2 logic run anywhere.
+#include "sandbox/cgroup.h"
+
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
-
-#include "sandbox/cgroup.h"
 
 namespace polyrun::sandbox {
 namespace {
@@ -40,7 +39,8 @@ TEST(CgroupParse, KeyedValuesAndSelfPaths) {
   EXPECT_EQ(ParseKeyedValue("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"), 3u);
   EXPECT_EQ(ParseKeyedValue("usage_usec 1234\nuser_usec 1000\n", "usage_usec"), 1234u);
   EXPECT_EQ(ParseKeyedValue("populated 1\n", "missing"), 0u);
-  const std::string self = "9:name=systemd:/\n8:pids:/a\n4:memory:/process_api/x\n2:cpu,cpuacct:/b\n0::/u\n";
+  const std::string self =
+      "9:name=systemd:/\n8:pids:/a\n4:memory:/process_api/x\n2:cpu,cpuacct:/b\n0::/u\n";
   EXPECT_EQ(CgroupPathFor(self, "memory"), "/process_api/x");
   EXPECT_EQ(CgroupPathFor(self, "cpuacct"), "/b");
   EXPECT_EQ(CgroupPathFor(self, "pids"), "/a");
@@ -57,9 +57,10 @@ TEST_F(FakeCgroupFs, V1WritesLimitsReadsThemBackAndReportsUsage) {
                           (root_ / "cpuacct").string());
   ASSERT_TRUE(mgr) << mgr.error().message();
   // A real kernel creates the control files on mkdir; emulate that before Create() writes.
-  for (const auto& [dir, file] : {std::pair{"memory", "memory.limit_in_bytes"},
-                                  std::pair{"pids", "pids.max"}, std::pair{"cpuacct", "cgroup.procs"},
-                                  std::pair{"memory", "cgroup.procs"}, std::pair{"pids", "cgroup.procs"}}) {
+  for (const auto& [dir, file] :
+       {std::pair{"memory", "memory.limit_in_bytes"}, std::pair{"pids", "pids.max"},
+        std::pair{"cpuacct", "cgroup.procs"}, std::pair{"memory", "cgroup.procs"},
+        std::pair{"pids", "cgroup.procs"}}) {
     Put(root_ / dir / "run1" / file, "");
   }
   auto cg = (*mgr)->Create("run1", {256ull << 20, 64});

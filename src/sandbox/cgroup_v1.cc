@@ -67,8 +67,7 @@ class CgroupV1Manager final : public CgroupManager {
 
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                          const CgroupLimits& limits) override {
-    std::string mem = memory_ + "/" + name, pids = pids_ + "/" + name,
-                cpu = cpuacct_ + "/" + name;
+    std::string mem = memory_ + "/" + name, pids = pids_ + "/" + name, cpu = cpuacct_ + "/" + name;
     for (const auto* dir : {&mem, &pids, &cpu}) {
       if (auto r = MakeDir(*dir); !r) return std::unexpected(r.error());
     }
@@ -107,9 +106,9 @@ Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
   for (const auto* dir : {&memory, &pids, &cpuacct}) {
     if (auto r = cgroup_internal::MakeDir(*dir); !r) return std::unexpected(r.error());
   }
-  for (const auto& [dir, file] : {std::pair{&memory, "memory.limit_in_bytes"},
-                                  std::pair{&pids, "pids.max"},
-                                  std::pair{&cpuacct, "cpuacct.usage"}}) {
+  for (const auto& [dir, file] :
+       {std::pair{&memory, "memory.limit_in_bytes"}, std::pair{&pids, "pids.max"},
+        std::pair{&cpuacct, "cpuacct.usage"}}) {
     if (!cgroup_internal::Exists(*dir, file)) {
       return Fail(Errc::kUnsupported, *dir + ": no " + file + " (controller not mounted here?)");
     }

@@ -103,8 +103,9 @@ Result<void> EnableControllers(const std::string& dir) {
     if (auto r = Write(dir, "cgroup.subtree_control", std::string("+") + c); !r) {
       Error e = r.error();
       if (e.sys_errno == EBUSY) {
-        e.context += " (the cgroup has processes of its own; give polyrun a delegated cgroup, "
-                     "e.g. systemd Delegate=yes, or set sandbox.cgroup_root)";
+        e.context +=
+            " (the cgroup has processes of its own; give polyrun a delegated cgroup, "
+            "e.g. systemd Delegate=yes, or set sandbox.cgroup_root)";
       }
       e.code = Errc::kUnsupported;
       return std::unexpected(e);

@@ -14,15 +14,15 @@ namespace polyrun::sandbox {
 // (under ChildPlan::new_root). Built by the parent; executed by the child without allocating.
 struct SetupStep {
   enum Kind {
-    kMkdir,      // target, mode
-    kTmpfs,      // target, data = mount options, flags = MS_* flags
-    kBind,       // source -> target, read-only nosuid nodev, recursive
-    kDeviceBind, // source -> target (an empty file), nosuid noexec, writable, devices allowed
-    kProc,       // target
-    kSymlink,    // target -> source (link text)
-    kFile,       // target (O_EXCL), data/size, mode
-    kTouch,      // target: an empty file to bind a file onto
-    kReadOnly,   // target: make this mount read-only (non-recursive)
+    kMkdir,       // target, mode
+    kTmpfs,       // target, data = mount options, flags = MS_* flags
+    kBind,        // source -> target, read-only nosuid nodev, recursive
+    kDeviceBind,  // source -> target (an empty file), nosuid noexec, writable, devices allowed
+    kProc,        // target
+    kSymlink,     // target -> source (link text)
+    kFile,        // target (O_EXCL), data/size, mode
+    kTouch,       // target: an empty file to bind a file onto
+    kReadOnly,    // target: make this mount read-only (non-recursive)
   };
   Kind kind;
   std::string source;

@@ -7,17 +7,17 @@
 // state (no malloc, no stdio, no pthread, no raise/abort, no glibc fork()). Everything it needs
 // was prepared in the ChildPlan by the parent.
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <linux/mount.h>
-#include <linux/securebits.h>
 #include <linux/seccomp.h>
+#include <linux/securebits.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -94,7 +94,8 @@ void RunStep(const SetupStep& s) {
       }
       return;
     case SetupStep::kDeviceBind:
-      if (::mount(s.source.c_str(), t, nullptr, MS_BIND, nullptr) != 0) Die("bind device ", t, errno);
+      if (::mount(s.source.c_str(), t, nullptr, MS_BIND, nullptr) != 0)
+        Die("bind device ", t, errno);
       if (SysMountSetattr(t, 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC) != 0) {
         Die("mount_setattr device ", t, errno);
       }
@@ -153,7 +154,8 @@ void DropPrivileges(const ChildPlan& plan) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   if (::syscall(SYS_capset, &header, data) != 0) Die("capset", nullptr, errno);
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) Die("prctl PR_SET_NO_NEW_PRIVS", nullptr, errno);
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    Die("prctl PR_SET_NO_NEW_PRIVS", nullptr, errno);
   // Not dumpable: the program (same uid) cannot open /proc/1/mem or ptrace-attach to us.
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) Die("prctl PR_SET_DUMPABLE", nullptr, errno);
   if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &plan.seccomp, 0, 0) != 0) {
@@ -170,7 +172,7 @@ void SendArtifacts(const ChildPlan& plan) {
     // O_NOFOLLOW and the regular-file check keep the artifact an artifact.
     int fd = ::open(name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         static_cast<uint64_t>(st.st_size) > budget) {
       ::close(fd);

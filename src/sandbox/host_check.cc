@@ -1,6 +1,7 @@
 #include "sandbox/host_check.h"
 
 #include <sched.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -10,7 +11,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <seccomp.h>
 
 #include "sandbox/cgroup.h"
 #include "util/files.h"
@@ -53,11 +53,12 @@ std::vector<HostCheck> CheckHost() {
   };
   for (const auto& [name, flags] : namespaces) {
     int err = ProbeClone(flags);
-    HostCheck c{name, err == 0, err == 0 ? "clone(2) works" : std::string("clone(2): ") +
-                                                                 std::strerror(err), ""};
+    HostCheck c{name, err == 0,
+                err == 0 ? "clone(2) works" : std::string("clone(2): ") + std::strerror(err), ""};
     if (err != 0) {
-      c.fix = "enable unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1 "
-              "and user.max_user_namespaces>0 (or run polyrun as root)";
+      c.fix =
+          "enable unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1 "
+          "and user.max_user_namespaces>0 (or run polyrun as root)";
     }
     out.push_back(std::move(c));
   }
@@ -80,8 +81,9 @@ std::vector<HostCheck> CheckHost() {
       c.detail = (*cg)->Describe() + "; memory, pids and CPU accounting";
     } else {
       c.detail = cg.error().message();
-      c.fix = "mount cgroup2 with the memory and pids controllers (or v1 memory, pids, cpuacct) "
-              "and run polyrun as root or in a delegated cgroup";
+      c.fix =
+          "mount cgroup2 with the memory and pids controllers (or v1 memory, pids, cpuacct) "
+          "and run polyrun as root or in a delegated cgroup";
     }
     out.push_back(std::move(c));
   }

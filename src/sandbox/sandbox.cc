@@ -49,7 +49,9 @@ Result<Pipe> MakePipe() {
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void SetNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 // Seccomp programs are immutable; build each distinct profile once.
 Result<std::shared_ptr<const SeccompProgram>> CachedSeccomp(const std::vector<std::string>& extra) {
@@ -95,7 +97,7 @@ class PlanBuilder {
   }
   // Returns false when the host lacks `host_path`.
   bool Bind(const std::string& host_path) {
-    struct stat st{};
+    struct stat st {};
     if (::lstat(host_path.c_str(), &st) != 0) return false;
     if (S_ISLNK(st.st_mode)) {
       char target[4096];
@@ -188,7 +190,8 @@ Result<void> WriteProcFile(pid_t pid, const char* file, const std::string& conte
 
 Result<void> ValidateRelativePath(const std::string& name) {
   if (name.empty()) return Fail(Errc::kInvalidArgument, "file name is empty");
-  if (name.size() > 4096) return Fail(Errc::kInvalidArgument, "file name is longer than 4096 bytes");
+  if (name.size() > 4096)
+    return Fail(Errc::kInvalidArgument, "file name is longer than 4096 bytes");
   if (name.find('\0') != std::string::npos) {
     return Fail(Errc::kInvalidArgument, "file name contains a NUL byte");
   }
@@ -201,7 +204,8 @@ Result<void> ValidateRelativePath(const std::string& name) {
                   "file name \"" + name + "\" has an empty, \".\" or \"..\" component");
     }
     if (part.size() > 255) {
-      return Fail(Errc::kInvalidArgument, "file name \"" + name + "\" has a component over 255 bytes");
+      return Fail(Errc::kInvalidArgument,
+                  "file name \"" + name + "\" has a component over 255 bytes");
     }
   }
   return {};
@@ -244,7 +248,8 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   b.Tmpfs("/", "size=1m,nr_inodes=4096,mode=755", MS_NOSUID | MS_NODEV);
   for (const auto& bind : spec.binds) {
     if (bind.path.empty() || bind.path[0] != '/') {
-      return Fail(Errc::kInvalidArgument, "sandbox: bind path \"" + bind.path + "\" is not absolute");
+      return Fail(Errc::kInvalidArgument,
+                  "sandbox: bind path \"" + bind.path + "\" is not absolute");
     }
     if (bind.path == root || bind.path.starts_with(root + "/")) {
       return Fail(Errc::kInvalidArgument,
@@ -336,17 +341,22 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
     return std::unexpected(e);
   };
-  const std::string uid_map = std::to_string(kInnerId) + " " + std::to_string(config_.host_uid) + " 1";
-  const std::string gid_map = std::to_string(kInnerId) + " " + std::to_string(config_.host_gid) + " 1";
-  if (auto r = WriteProcFile(static_cast<pid_t>(pid), "uid_map", uid_map); !r) return abort_child(r.error());
+  const std::string uid_map =
+      std::to_string(kInnerId) + " " + std::to_string(config_.host_uid) + " 1";
+  const std::string gid_map =
+      std::to_string(kInnerId) + " " + std::to_string(config_.host_gid) + " 1";
+  if (auto r = WriteProcFile(static_cast<pid_t>(pid), "uid_map", uid_map); !r)
+    return abort_child(r.error());
   if (!plan.clear_groups) {
     if (auto r = WriteProcFile(static_cast<pid_t>(pid), "setgroups", "deny"); !r) {
       return abort_child(r.error());
     }
   }
-  if (auto r = WriteProcFile(static_cast<pid_t>(pid), "gid_map", gid_map); !r) return abort_child(r.error());
+  if (auto r = WriteProcFile(static_cast<pid_t>(pid), "gid_map", gid_map); !r)
+    return abort_child(r.error());
   if (auto r = (*cgroup)->AddProcess(static_cast<pid_t>(pid)); !r) return abort_child(r.error());
-  if (!WriteAll(sync->write.get(), "g", 1)) return abort_child(Error{Errc::kSyscall, "sandbox go", "write", errno});
+  if (!WriteAll(sync->write.get(), "g", 1))
+    return abort_child(Error{Errc::kSyscall, "sandbox go", "write", errno});
   sync->write.reset();
 
   // ---- supervise ------------------------------------------------------------------------
@@ -364,7 +374,8 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   uint64_t total_out = 0;
   auto capture = [&](Stream stream, std::string_view chunk) {
     std::string& dst = stream == Stream::kStdout ? outcome.stdout_data : outcome.stderr_data;
-    bool& truncated = stream == Stream::kStdout ? outcome.stdout_truncated : outcome.stderr_truncated;
+    bool& truncated =
+        stream == Stream::kStdout ? outcome.stdout_truncated : outcome.stderr_truncated;
     const uint64_t cap = stream == Stream::kStdout ? lim.stdout_bytes : lim.stderr_bytes;
     uint64_t room = std::min<uint64_t>(cap - std::min<uint64_t>(cap, dst.size()),
                                        lim.output_bytes - std::min(lim.output_bytes, total_out));
@@ -387,7 +398,8 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   bool pump_eof = spec.stdin_fd < 0;
   if (spec.stdin_fd < 0 && stdin_left.empty()) stdin_w.reset();
 
-  UniqueFd out_r = std::move(out->read), err_r = std::move(err->read), st_r = std::move(status->read);
+  UniqueFd out_r = std::move(out->read), err_r = std::move(err->read),
+           st_r = std::move(status->read);
   for (int fd : {out_r.get(), err_r.get(), st_r.get()}) SetNonBlocking(fd);
   bool init_done = false;
   const auto deadline = start + lim.wall_time;
@@ -428,10 +440,12 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     if (ready > 0) {
       if (idx_pid >= 0 && (all[idx_pid].revents & (POLLIN | POLLHUP | POLLERR))) init_done = true;
       if (idx_out >= 0 && all[idx_out].revents) {
-        if (!Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); })) out_r.reset();
+        if (!Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); }))
+          out_r.reset();
       }
       if (idx_err >= 0 && all[idx_err].revents) {
-        if (!Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); })) err_r.reset();
+        if (!Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); }))
+          err_r.reset();
       }
       if (idx_st >= 0 && all[idx_st].revents) {
         bool open = Drain(st_r.get(), [&](std::string_view c) {
@@ -518,8 +532,8 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     outcome.termination = *killed_for;
   } else if (!have_report) {
     outcome.termination = Termination::kSetupFailed;
-    outcome.setup_error = "sandbox init ended without a report (exit status " +
-                          std::to_string(info.si_status) + ")";
+    outcome.setup_error =
+        "sandbox init ended without a report (exit status " + std::to_string(info.si_status) + ")";
   } else if (report.kind == InitReport::kSetupFailed) {
     outcome.termination = Termination::kSetupFailed;
     outcome.setup_error = std::string(report.what, strnlen(report.what, sizeof report.what)) +
@@ -529,7 +543,8 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     outcome.exit_code = WEXITSTATUS(report.wait_status);
   } else if (WIFSIGNALED(report.wait_status)) {
     outcome.signal = WTERMSIG(report.wait_status);
-    outcome.termination = outcome.signal == SIGXCPU ? Termination::kCpuTimeout : Termination::kSignaled;
+    outcome.termination =
+        outcome.signal == SIGXCPU ? Termination::kCpuTimeout : Termination::kSignaled;
   }
   if (outcome.termination == Termination::kCpuTimeout && outcome.cpu < lim.cpu_time) {
     outcome.cpu = lim.cpu_time;

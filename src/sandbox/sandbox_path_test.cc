@@ -12,7 +12,8 @@ TEST(ValidateRelativePath, AcceptsNestedNames) {
 }
 
 TEST(ValidateRelativePath, RejectsEscapesAndOddities) {
-  for (const std::string& bad : std::vector<std::string>{"", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.",
+  for (const std::string& bad :
+       std::vector<std::string>{"", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.",
                                 std::string("a\0b", 3), std::string(300, 'x')}) {
     auto r = ValidateRelativePath(bad);
     EXPECT_FALSE(r) << bad;

@@ -25,9 +25,9 @@ TEST(SeccompPolicy, ExtraSyscallsAreValidated) {
 
 TEST(SeccompPolicy, DeniedListCoversTheIssueMinimum) {
   const auto& denied = DeniedSyscalls();
-  for (const char* name : {"ptrace", "mount", "umount2", "pivot_root", "unshare", "setns", "keyctl",
-                           "add_key", "bpf", "perf_event_open", "userfaultfd", "kexec_load",
-                           "init_module", "reboot", "swapon"}) {
+  for (const char* name :
+       {"ptrace", "mount", "umount2", "pivot_root", "unshare", "setns", "keyctl", "add_key", "bpf",
+        "perf_event_open", "userfaultfd", "kexec_load", "init_module", "reboot", "swapon"}) {
     EXPECT_NE(std::find(denied.begin(), denied.end(), name), denied.end()) << name;
   }
 }

@@ -23,7 +23,7 @@ struct SandboxLimits {
   uint64_t processes = 64;               // cgroup pids.max: processes and threads
   uint64_t stdout_bytes = 1u << 20;      // per-stream capture cap
   uint64_t stderr_bytes = 1u << 20;
-  uint64_t output_bytes = 1u << 20;  // stdout + stderr together
+  uint64_t output_bytes = 1u << 20;      // stdout + stderr together
   uint64_t file_size_bytes = 16u << 20;  // RLIMIT_FSIZE
   uint64_t open_files = 256;             // RLIMIT_NOFILE
   uint64_t stack_bytes = 8u << 20;       // RLIMIT_STACK
@@ -55,8 +55,8 @@ struct SandboxSpec {
   std::vector<SandboxFile> files;
   std::vector<std::string> collect;  // /work-relative files returned after the run
   uint64_t collect_max_bytes = 64u << 20;
-  std::string stdin_data;     // written to the program's stdin, then EOF
-  int stdin_fd = -1;          // if >= 0, pumped to the program instead of stdin_data
+  std::string stdin_data;                   // written to the program's stdin, then EOF
+  int stdin_fd = -1;                        // if >= 0, pumped to the program instead of stdin_data
   std::vector<std::string> extra_syscalls;  // allowed on top of the default profile
   SandboxLimits limits;
   // Receives output as it arrives (before caps are checked against the stored copy).
@@ -65,14 +65,14 @@ struct SandboxSpec {
 };
 
 enum class Termination {
-  kExited,        // the program exited by itself; see exit_code
-  kSignaled,      // the program was killed by a signal it did not get from us; see signal
-  kWallTimeout,   // we killed it: wall-clock limit
-  kCpuTimeout,    // we killed it: CPU-time limit (whole tree)
-  kMemoryLimit,   // the cgroup OOM killer fired
-  kOutputLimit,   // stdout/stderr exceeded a cap
-  kCancelled,     // cancel_fd fired
-  kSetupFailed,   // the sandbox could not be built or the program not started; see setup_error
+  kExited,       // the program exited by itself; see exit_code
+  kSignaled,     // the program was killed by a signal it did not get from us; see signal
+  kWallTimeout,  // we killed it: wall-clock limit
+  kCpuTimeout,   // we killed it: CPU-time limit (whole tree)
+  kMemoryLimit,  // the cgroup OOM killer fired
+  kOutputLimit,  // stdout/stderr exceeded a cap
+  kCancelled,    // cancel_fd fired
+  kSetupFailed,  // the sandbox could not be built or the program not started; see setup_error
 };
 
 struct SandboxOutcome {

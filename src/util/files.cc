@@ -21,8 +21,8 @@ Result<std::string> ReadFd(int fd, const std::string& what, size_t max_bytes) {
     }
     if (n == 0) break;
     if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      return Fail(Errc::kInvalidArgument, what + ": larger than " + std::to_string(max_bytes) +
-                                              " bytes");
+      return Fail(Errc::kInvalidArgument,
+                  what + ": larger than " + std::to_string(max_bytes) + " bytes");
     }
     out.append(buf, static_cast<size_t>(n));
   }
@@ -34,7 +34,7 @@ Result<std::string> ReadFd(int fd, const std::string& what, size_t max_bytes) {
 Result<std::string> ReadTrustedFile(const std::string& path, size_t max_bytes) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd.valid()) return SysFail("open", path);
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return SysFail("fstat", path);
   if (!S_ISREG(st.st_mode)) return Fail(Errc::kInvalidArgument, path + ": not a regular file");
   return ReadFd(fd.get(), path, max_bytes);

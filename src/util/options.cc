@@ -38,7 +38,8 @@ Result<uint64_t> CheckOptionNumber(const OptionDecl& decl, uint64_t value) {
     return Fail(Errc::kInvalidArgument,
                 std::string(decl.name) + ": " + FormatOptionNumber(decl, value) +
                     " is out of range (" + FormatOptionNumber(decl, decl.min) + " to " +
-                    (decl.max == UINT64_MAX ? "unlimited" : FormatOptionNumber(decl, decl.max)) + ")");
+                    (decl.max == UINT64_MAX ? "unlimited" : FormatOptionNumber(decl, decl.max)) +
+                    ")");
   }
   return value;
 }

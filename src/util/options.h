@@ -13,8 +13,8 @@ enum class OptionType { kDuration, kSize, kCount, kString, kBool };
 
 // One option, declared once; CLI flags, config-file keys and docs/options.md come from it.
 struct OptionDecl {
-  std::string_view name;           // config key within its table, e.g. "wall_time"
-  std::string_view flag;           // CLI flag without dashes, e.g. "wall-time"; empty: none
+  std::string_view name;  // config key within its table, e.g. "wall_time"
+  std::string_view flag;  // CLI flag without dashes, e.g. "wall-time"; empty: none
   OptionType type;
   std::string_view default_value;  // as a user would write it; empty: no default
   std::string_view help;

@@ -24,7 +24,9 @@ bool SplitNumber(std::string_view text, double& value, std::string_view& unit, b
   return true;
 }
 
-std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string Quote(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
 
 }  // namespace
 

@@ -199,8 +199,9 @@ std::string Describe(const engine::ExecutionResult& r) {
   s << "status=" << engine::StatusName(r.status) << " limit=" << r.limit << " reason=\"" << r.reason
     << "\" exit=" << (r.exit_code ? std::to_string(*r.exit_code) : "none") << " signal=" << r.signal
     << " wall_ms=" << r.usage.wall_ms << " cpu_ms=" << r.usage.cpu_ms
-    << " mem=" << r.usage.memory_bytes << " trunc=" << r.stdout_truncated << "/" << r.stderr_truncated
-    << "\nstdout: " << r.stdout_text.substr(0, 2000) << "\nstderr: " << r.stderr_text.substr(0, 2000);
+    << " mem=" << r.usage.memory_bytes << " trunc=" << r.stdout_truncated << "/"
+    << r.stderr_truncated << "\nstdout: " << r.stdout_text.substr(0, 2000)
+    << "\nstderr: " << r.stderr_text.substr(0, 2000);
   if (r.compile) {
     s << "\ncompile: " << engine::StatusName(r.compile->status) << " "
       << r.compile->stderr_text.substr(0, 2000);

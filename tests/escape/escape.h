@@ -6,6 +6,7 @@
 // escaped a run's PID namespace would be reparented to us and be found.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -15,8 +16,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "engine/engine.h"
 #include "sandbox/sandbox.h"
@@ -40,7 +39,8 @@ std::vector<ProcEntry> ListProcesses();
 // Processes with the sandbox's host uid that were not in `before` and belong to no other live
 // supervisor: our descendants, or orphans whose ancestry up to init holds only sandbox-uid
 // processes. Each as "pid name".
-std::vector<std::string> LeakedSandboxProcesses(const std::set<std::pair<pid_t, unsigned long long>>& before);
+std::vector<std::string> LeakedSandboxProcesses(
+    const std::set<std::pair<pid_t, unsigned long long>>& before);
 
 // Our descendants with the sandbox's host uid right now.
 int LiveSandboxDescendants();

@@ -50,13 +50,16 @@ TEST_F(HostSideTest, PlantedSymlinksAreNotCollected) {
   const std::string secret = temp_dir() + "/artifact-secret";
   std::ofstream(secret) << "HOST-SECRET-CONTENT";
   ASSERT_TRUE(std::filesystem::exists(secret));
-  auto o = RunShell("echo control > ok\n"
-                    "ln -s /etc/passwd out\n"
-                    "ln -s " + secret + " secret\n"
-                    "ln -s /proc/1/environ environ\n"
-                    "ln -s ok ok-link\n"
-                    "mkdir dir\n",
-                    {"ok", "out", "secret", "environ", "ok-link", "dir"});
+  auto o = RunShell(
+      "echo control > ok\n"
+      "ln -s /etc/passwd out\n"
+      "ln -s " +
+          secret +
+          " secret\n"
+          "ln -s /proc/1/environ environ\n"
+          "ln -s ok ok-link\n"
+          "mkdir dir\n",
+      {"ok", "out", "secret", "environ", "ok-link", "dir"});
   EXPECT_EQ(o.termination, sandbox::Termination::kExited) << o.setup_error << o.stderr_data;
   EXPECT_EQ(o.exit_code, 0) << o.stderr_data;
   // Only the regular file comes back; no symlink is followed, whatever it points at.
@@ -81,11 +84,12 @@ TEST_F(HostSideTest, PlantedFifoDoesNotHangCollection) {
 TEST_F(HostSideTest, ArtifactSwappedForSymlinkByADaemonIsNotFollowed) {
   // The program exits, leaving a daemon that keeps replacing `out` by a symlink and back while
   // the init collects it. Whatever the timing, only a regular file's content may come back.
-  auto o = RunShell("echo control > out\n"
-                    "( trap '' HUP TERM; while :; do ln -sf /etc/passwd out.new && mv -f out.new out;"
-                    " echo control > out.tmp && mv -f out.tmp out; done ) </dev/null >/dev/null 2>&1 &\n"
-                    "while [ ! -L out ]; do :; done\n",
-                    {"out"});
+  auto o = RunShell(
+      "echo control > out\n"
+      "( trap '' HUP TERM; while :; do ln -sf /etc/passwd out.new && mv -f out.new out;"
+      " echo control > out.tmp && mv -f out.tmp out; done ) </dev/null >/dev/null 2>&1 &\n"
+      "while [ ! -L out ]; do :; done\n",
+      {"out"});
   EXPECT_EQ(o.termination, sandbox::Termination::kExited) << o.setup_error << o.stderr_data;
   for (const auto& [name, data] : o.artifacts) {
     EXPECT_EQ(name, "out");
@@ -132,11 +136,13 @@ TEST_F(HostSideTest, LeftoverChecksSeeALiveRun) {
     live_cgroups = OurRunCgroups().size();
     ASSERT_EQ(::write(cancel_w.get(), "x", 1), 1);
   };
-  auto r = Run("bash", "( trap '' HUP TERM; exec sleep 1000 ) &\necho ready\nexec sleep 1000\n", options);
+  auto r = Run("bash", "( trap '' HUP TERM; exec sleep 1000 ) &\necho ready\nexec sleep 1000\n",
+               options);
   EXPECT_TRUE(checked) << Describe(r);
   // The init, bash (now sleep) and the background sleep.
   EXPECT_GE(live_processes, 3) << Describe(r);
-  EXPECT_EQ(live_flagged, static_cast<size_t>(live_processes)) << "TearDown's check would miss them";
+  EXPECT_EQ(live_flagged, static_cast<size_t>(live_processes))
+      << "TearDown's check would miss them";
   EXPECT_EQ(live_cgroups, PolyrunCgroupDirs().size());
   EXPECT_EQ(r.status, Status::kCancelled) << Describe(r);
   EXPECT_LT(r.usage.wall_ms, 2000u) << Describe(r);

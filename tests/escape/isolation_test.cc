@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstring>
-
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -26,7 +25,8 @@ using engine::Status;
 class IsolationTest : public EscapeTest {
  protected:
   // inspect.c prints "<path> <errno>" lines for write/mkdir/read/open_write.
-  std::map<std::string, int> PathErrnos(const std::string& probe, const std::vector<std::string>& paths) {
+  std::map<std::string, int> PathErrnos(const std::string& probe,
+                                        const std::vector<std::string>& paths) {
     std::vector<std::string> args = {probe};
     args.insert(args.end(), paths.begin(), paths.end());
     auto r = RunProgram("inspect.c", {.args = args});
@@ -56,17 +56,19 @@ class IsolationTest : public EscapeTest {
   }
 };
 
-std::string Tag() { return "polyrun-escape-" + std::to_string(::getpid()); }
+std::string Tag() {
+  return "polyrun-escape-" + std::to_string(::getpid());
+}
 
 TEST_F(IsolationTest, RootUsrEtcAndDevAreReadOnly) {
   const std::string t = Tag();
-  std::vector<std::string> creates = {"/" + t,           "/usr/" + t, "/usr/lib/" + t,
-                                      "/usr/bin/" + t,   "/etc/" + t, "/bin/" + t,
-                                      "/lib/" + t,       "/dev/" + t};
+  std::vector<std::string> creates = {"/" + t,     "/usr/" + t, "/usr/lib/" + t, "/usr/bin/" + t,
+                                      "/etc/" + t, "/bin/" + t, "/lib/" + t,     "/dev/" + t};
   for (const auto& [path, err] : PathErrnos("write", creates)) {
     EXPECT_TRUE(err == EROFS || err == EACCES) << path << ": errno " << err;
   }
-  for (const auto& [path, err] : PathErrnos("mkdir", {"/" + t + "-d", "/usr/" + t + "-d", "/etc/" + t + "-d"})) {
+  for (const auto& [path, err] :
+       PathErrnos("mkdir", {"/" + t + "-d", "/usr/" + t + "-d", "/etc/" + t + "-d"})) {
     EXPECT_TRUE(err == EROFS || err == EACCES) << path << ": errno " << err;
   }
   // Existing files: the sandbox's own /etc/passwd (owned by the sandbox user, so only the
@@ -91,9 +93,9 @@ TEST_F(IsolationTest, HostSecretsAreAbsent) {
   const std::string secret = temp_dir() + "/secret-" + Tag();
   std::ofstream(secret) << "TOPSECRET";
   ASSERT_TRUE(std::filesystem::exists(secret));
-  auto errs = PathErrnos("read", {"/etc/shadow", "/etc/gshadow", "/root", "/home", "/var", "/sys",
-                                  "/boot", "/run", "/etc/hostname", "/etc/ssh", secret,
-                                  temp_dir(), "/work/shared/DESIGN.md"});
+  auto errs = PathErrnos(
+      "read", {"/etc/shadow", "/etc/gshadow", "/root", "/home", "/var", "/sys", "/boot", "/run",
+               "/etc/hostname", "/etc/ssh", secret, temp_dir(), "/work/shared/DESIGN.md"});
   for (const auto& [path, err] : errs) EXPECT_EQ(err, ENOENT) << path;
   // The sandbox's root holds only what the language binds and the sandbox's own mounts.
   auto r = RunProgram("inspect.c", {.args = {"ls", "/", "/etc", "/dev"}});
@@ -138,13 +140,14 @@ TEST_F(IsolationTest, ProcShowsOnlyTheSandboxesOwnProcesses) {
             std::string::npos)
       << Describe(r);
   // PID 1 is the sandbox's init (its parent is outside the namespace, hence 0).
-  auto init = StatusFields(RunProgram("inspect.c", {.args = {"cat", "/proc/1/status"}}).stdout_text);
+  auto init =
+      StatusFields(RunProgram("inspect.c", {.args = {"cat", "/proc/1/status"}}).stdout_text);
   EXPECT_EQ(init["Name"], "polyrun-init");
   EXPECT_EQ(init["PPid"], "0");
   EXPECT_EQ(init["NSpid"], "1");
   // The init (PID 1) is not dumpable: its memory, fds, environment and root are closed.
-  auto errs = PathErrnos("read", {"/proc/1/environ", "/proc/1/mem", "/proc/1/fd", "/proc/1/root",
-                                  "/proc/1/maps"});
+  auto errs = PathErrnos(
+      "read", {"/proc/1/environ", "/proc/1/mem", "/proc/1/fd", "/proc/1/root", "/proc/1/maps"});
   for (const auto& [path, err] : errs) EXPECT_EQ(err, EACCES) << path;
   // The cgroup namespace: the run's own cgroup is the root, no host path shows.
   auto cg = RunProgram("inspect.c", {.args = {"cat", "/proc/self/cgroup"}});
@@ -301,10 +304,10 @@ TEST_F(IsolationTest, CompileStageSeesNoHostSecrets) {
 }
 
 TEST_F(IsolationTest, ProcSysIsNotWritable) {
-  auto errs = PathErrnos("open_write", {"/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches",
-                                        "/proc/sys/net/ipv4/ip_forward",
-                                        "/proc/sys/kernel/core_pattern",
-                                        "/proc/sys/net/core/somaxconn"});
+  auto errs =
+      PathErrnos("open_write", {"/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches",
+                                "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/core_pattern",
+                                "/proc/sys/net/core/somaxconn"});
   for (const auto& [path, err] : errs) EXPECT_EQ(err, EACCES) << path;
 }
 

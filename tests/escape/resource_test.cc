@@ -20,10 +20,11 @@ void ExpectEndedNear(const engine::ExecutionResult& r, uint64_t limit_ms) {
 TEST_F(ResourceTest, ForkBombEndsAtTheWallLimit) {
   // CPU time is left generous so the wall clock is the limit that fires.
   milliseconds elapsed{};
-  auto r = RunProgram("resources.c",
-                      {.args = {"fork_bomb"},
-                       .limits = {{"wall_time", "1500ms"}, {"cpu_time", "60s"}, {"processes", "32"}}},
-                      &elapsed);
+  auto r =
+      RunProgram("resources.c",
+                 {.args = {"fork_bomb"},
+                  .limits = {{"wall_time", "1500ms"}, {"cpu_time", "60s"}, {"processes", "32"}}},
+                 &elapsed);
   EXPECT_EQ(r.status, Status::kTimeout) << Describe(r);
   EXPECT_EQ(r.limit, "wall_time") << Describe(r);
   ExpectEndedNear(r, 1500);
@@ -93,7 +94,8 @@ TEST_F(ResourceTest, PythonMemoryBombHitsTheLimit) {
 
 TEST_F(ResourceTest, LongSleepHitsTheWallLimit) {
   milliseconds elapsed{};
-  auto r = RunProgram("resources.c", {.args = {"sleep"}, .limits = {{"wall_time", "1s"}}}, &elapsed);
+  auto r =
+      RunProgram("resources.c", {.args = {"sleep"}, .limits = {{"wall_time", "1s"}}}, &elapsed);
   EXPECT_EQ(r.status, Status::kTimeout) << Describe(r);
   EXPECT_EQ(r.limit, "wall_time") << Describe(r);
   ExpectEndedNear(r, 1000);
@@ -121,8 +123,8 @@ TEST_F(ResourceTest, DaemonDoesNotOutliveTheRun) {
 }
 
 TEST_F(ResourceTest, GrandchildHoldingStdoutDoesNotDelayTheEnd) {
-  auto r = RunProgram("resources.c",
-                      {.args = {"grandchild_stdout"}, .limits = {{"wall_time", "10s"}}});
+  auto r =
+      RunProgram("resources.c", {.args = {"grandchild_stdout"}, .limits = {{"wall_time", "10s"}}});
   EXPECT_EQ(r.status, Status::kOk) << Describe(r);
   EXPECT_EQ(r.stdout_text, "grandchild up\nmain exits\n") << Describe(r);
   EXPECT_LT(r.usage.wall_ms, 1000u) << "the run waited on the grandchild's pipe: " << Describe(r);
@@ -155,8 +157,8 @@ class FloodTest : public ResourceTest {
     RecordProperty("rss_growth_kb", std::to_string(static_cast<int64_t>(rss_after - rss_before)));
     // The program writes without end; what polyrun keeps is bounded by the cap (a few copies
     // of 256 KiB across the sandbox outcome, the events and the result).
-    EXPECT_LT(hwm_after - hwm_before, 4096u) << "peak RSS grew by " << (hwm_after - hwm_before)
-                                             << " kB over the flood";
+    EXPECT_LT(hwm_after - hwm_before, 4096u)
+        << "peak RSS grew by " << (hwm_after - hwm_before) << " kB over the flood";
     EXPECT_LT(rss_after - std::min(rss_after, rss_before), 4096u)
         << "RSS grew by " << (rss_after - rss_before) << " kB over the flood";
     EXPECT_EQ(r.status, Status::kOutputLimit) << Describe(r);

@@ -29,24 +29,60 @@ class SyscallTest : public EscapeTest {
 // where possible the kernel itself would have answered differently: success for ptrace,
 // unshare, keyctl, add_key, userfaultfd and clone(CLONE_NEWUSER); EFAULT/EINVAL/EBADF for
 // mount, umount2, setns, perf_event_open, io_uring_setup and clone3.
-TEST_F(SyscallTest, PtraceDenied) { EXPECT_EQ(ProbeErrno("ptrace"), EPERM); }
-TEST_F(SyscallTest, MountDenied) { EXPECT_EQ(ProbeErrno("mount"), EPERM); }
-TEST_F(SyscallTest, Umount2Denied) { EXPECT_EQ(ProbeErrno("umount2"), EPERM); }
-TEST_F(SyscallTest, PivotRootDenied) { EXPECT_EQ(ProbeErrno("pivot_root"), EPERM); }
-TEST_F(SyscallTest, UnshareDenied) { EXPECT_EQ(ProbeErrno("unshare"), EPERM); }
-TEST_F(SyscallTest, SetnsDenied) { EXPECT_EQ(ProbeErrno("setns"), EPERM); }
-TEST_F(SyscallTest, KeyctlDenied) { EXPECT_EQ(ProbeErrno("keyctl"), EPERM); }
-TEST_F(SyscallTest, AddKeyDenied) { EXPECT_EQ(ProbeErrno("add_key"), EPERM); }
-TEST_F(SyscallTest, BpfDenied) { EXPECT_EQ(ProbeErrno("bpf"), EPERM); }
-TEST_F(SyscallTest, PerfEventOpenDenied) { EXPECT_EQ(ProbeErrno("perf_event_open"), EPERM); }
-TEST_F(SyscallTest, IoUringSetupIsEnosys) { EXPECT_EQ(ProbeErrno("io_uring_setup"), ENOSYS); }
-TEST_F(SyscallTest, UserfaultfdDenied) { EXPECT_EQ(ProbeErrno("userfaultfd"), EPERM); }
-TEST_F(SyscallTest, KexecLoadDenied) { EXPECT_EQ(ProbeErrno("kexec_load"), EPERM); }
-TEST_F(SyscallTest, InitModuleDenied) { EXPECT_EQ(ProbeErrno("init_module"), EPERM); }
-TEST_F(SyscallTest, RebootDenied) { EXPECT_EQ(ProbeErrno("reboot"), EPERM); }
-TEST_F(SyscallTest, SwaponDenied) { EXPECT_EQ(ProbeErrno("swapon"), EPERM); }
-TEST_F(SyscallTest, Clone3IsEnosys) { EXPECT_EQ(ProbeErrno("clone3"), ENOSYS); }
-TEST_F(SyscallTest, CloneNewUserDenied) { EXPECT_EQ(ProbeErrno("clone_newuser"), EPERM); }
+TEST_F(SyscallTest, PtraceDenied) {
+  EXPECT_EQ(ProbeErrno("ptrace"), EPERM);
+}
+TEST_F(SyscallTest, MountDenied) {
+  EXPECT_EQ(ProbeErrno("mount"), EPERM);
+}
+TEST_F(SyscallTest, Umount2Denied) {
+  EXPECT_EQ(ProbeErrno("umount2"), EPERM);
+}
+TEST_F(SyscallTest, PivotRootDenied) {
+  EXPECT_EQ(ProbeErrno("pivot_root"), EPERM);
+}
+TEST_F(SyscallTest, UnshareDenied) {
+  EXPECT_EQ(ProbeErrno("unshare"), EPERM);
+}
+TEST_F(SyscallTest, SetnsDenied) {
+  EXPECT_EQ(ProbeErrno("setns"), EPERM);
+}
+TEST_F(SyscallTest, KeyctlDenied) {
+  EXPECT_EQ(ProbeErrno("keyctl"), EPERM);
+}
+TEST_F(SyscallTest, AddKeyDenied) {
+  EXPECT_EQ(ProbeErrno("add_key"), EPERM);
+}
+TEST_F(SyscallTest, BpfDenied) {
+  EXPECT_EQ(ProbeErrno("bpf"), EPERM);
+}
+TEST_F(SyscallTest, PerfEventOpenDenied) {
+  EXPECT_EQ(ProbeErrno("perf_event_open"), EPERM);
+}
+TEST_F(SyscallTest, IoUringSetupIsEnosys) {
+  EXPECT_EQ(ProbeErrno("io_uring_setup"), ENOSYS);
+}
+TEST_F(SyscallTest, UserfaultfdDenied) {
+  EXPECT_EQ(ProbeErrno("userfaultfd"), EPERM);
+}
+TEST_F(SyscallTest, KexecLoadDenied) {
+  EXPECT_EQ(ProbeErrno("kexec_load"), EPERM);
+}
+TEST_F(SyscallTest, InitModuleDenied) {
+  EXPECT_EQ(ProbeErrno("init_module"), EPERM);
+}
+TEST_F(SyscallTest, RebootDenied) {
+  EXPECT_EQ(ProbeErrno("reboot"), EPERM);
+}
+TEST_F(SyscallTest, SwaponDenied) {
+  EXPECT_EQ(ProbeErrno("swapon"), EPERM);
+}
+TEST_F(SyscallTest, Clone3IsEnosys) {
+  EXPECT_EQ(ProbeErrno("clone3"), ENOSYS);
+}
+TEST_F(SyscallTest, CloneNewUserDenied) {
+  EXPECT_EQ(ProbeErrno("clone_newuser"), EPERM);
+}
 
 // Controls: the same paths with harmless arguments work, so the denials above are the
 // policy's and not a broken probe.
@@ -61,18 +97,30 @@ TEST_F(SyscallTest, PlainCloneAndAllowedIoctlWork) {
 
 // TIOCSTI (terminal input injection) is refused by the filter; on the stdin pipe the kernel
 // itself would say ENOTTY, so EPERM proves the filter answered.
-TEST_F(SyscallTest, TiocstiDenied) { EXPECT_EQ(ProbeErrno("tiocsti"), EPERM); }
+TEST_F(SyscallTest, TiocstiDenied) {
+  EXPECT_EQ(ProbeErrno("tiocsti"), EPERM);
+}
 
 // The kernel truncates the ioctl request to 32 bits, so TIOCSTI with high bits set is TIOCSTI.
-TEST_F(SyscallTest, TiocstiWithHighBitsDenied) { EXPECT_EQ(ProbeErrno("tiocsti_high"), EPERM); }
+TEST_F(SyscallTest, TiocstiWithHighBitsDenied) {
+  EXPECT_EQ(ProbeErrno("tiocsti_high"), EPERM);
+}
 
-TEST_F(SyscallTest, TioclinuxWithHighBitsDenied) { EXPECT_EQ(ProbeErrno("tioclinux_high"), EPERM); }
+TEST_F(SyscallTest, TioclinuxWithHighBitsDenied) {
+  EXPECT_EQ(ProbeErrno("tioclinux_high"), EPERM);
+}
 
 // Only unix, IPv4 and IPv6 sockets: vsock (not confined by the network namespace; on a VM it
 // reaches the hypervisor's services), netlink and packet sockets are refused.
-TEST_F(SyscallTest, VsockSocketDenied) { EXPECT_EQ(ProbeErrno("socket_vsock"), EPERM); }
-TEST_F(SyscallTest, NetlinkSocketDenied) { EXPECT_EQ(ProbeErrno("socket_netlink"), EPERM); }
-TEST_F(SyscallTest, PacketSocketDenied) { EXPECT_EQ(ProbeErrno("socket_packet"), EPERM); }
+TEST_F(SyscallTest, VsockSocketDenied) {
+  EXPECT_EQ(ProbeErrno("socket_vsock"), EPERM);
+}
+TEST_F(SyscallTest, NetlinkSocketDenied) {
+  EXPECT_EQ(ProbeErrno("socket_netlink"), EPERM);
+}
+TEST_F(SyscallTest, PacketSocketDenied) {
+  EXPECT_EQ(ProbeErrno("socket_packet"), EPERM);
+}
 
 // The i386 entry point (int $0x80) reports another audit arch: the process is killed.
 TEST_F(SyscallTest, I386AbiKillsTheProcess) {

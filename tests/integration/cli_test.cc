@@ -1,8 +1,8 @@
 // The CLI contract: exit codes, streaming, language detection and one-line errors.
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <nlohmann/json.hpp>
-
-#include <gtest/gtest.h>
 
 #include "polyrun_process.h"
 
@@ -12,7 +12,8 @@ namespace {
 using nlohmann::json;
 
 TEST(Cli, StreamsOutputAndPassesTheExitCodeThrough) {
-  auto p = RunPolyrun({"run", "-l", "python", "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(7)"});
+  auto p = RunPolyrun({"run", "-l", "python", "-c",
+                       "import sys; print('out'); print('err', file=sys.stderr); sys.exit(7)"});
   EXPECT_EQ(p.exit_code, 7);
   EXPECT_EQ(p.out, "out\n");
   EXPECT_EQ(p.err, "err\n");
@@ -55,7 +56,8 @@ TEST(Cli, TimeoutHasItsOwnExitCodeAndSaysWhichLimit) {
   auto p = RunPolyrun({"run", "-l", "bash", "-c", "sleep 30", "--wall-time", "300ms"});
   EXPECT_EQ(p.exit_code, 124);
   EXPECT_NE(p.err.find("wall time limit of 300ms exceeded"), std::string::npos) << p.err;
-  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "while True: pass", "--cpu-time", "500ms", "--wall-time", "5s"});
+  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "while True: pass", "--cpu-time",
+                       "500ms", "--wall-time", "5s"});
   EXPECT_EQ(j.exit_code, 0);
   json r = json::parse(j.out);
   EXPECT_EQ(r["status"], "timeout");
@@ -65,18 +67,22 @@ TEST(Cli, TimeoutHasItsOwnExitCodeAndSaysWhichLimit) {
 }
 
 TEST(Cli, MemoryLimitIsReported) {
-  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))",
-                       "--memory", "64M"});
+  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c",
+                       "x = bytearray(200 * 1024 * 1024); print(len(x))", "--memory", "64M"});
   EXPECT_EQ(j.exit_code, 0) << j.err;
   json r = json::parse(j.out);
   EXPECT_EQ(r["status"], "memory_limit") << r.dump(2);
   EXPECT_EQ(r["limit"], "memory");
   EXPECT_EQ(r["limits"]["memory"], 64 << 20);
-  EXPECT_EQ(RunPolyrun({"run", "-l", "python", "-c", "x = bytearray(200 * 1024 * 1024)", "--memory", "64M"}).exit_code, 125);
+  EXPECT_EQ(RunPolyrun({"run", "-l", "python", "-c", "x = bytearray(200 * 1024 * 1024)", "--memory",
+                        "64M"})
+                .exit_code,
+            125);
 }
 
 TEST(Cli, OutputLimitTruncatesAndStops) {
-  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "while True: print('x' * 1000)", "--output-limit", "64K"});
+  auto j = RunPolyrun({"run", "--json", "-l", "python", "-c", "while True: print('x' * 1000)",
+                       "--output-limit", "64K"});
   json r = json::parse(j.out);
   EXPECT_EQ(r["status"], "output_limit");
   EXPECT_EQ(r["truncated"]["stdout"], true);
@@ -109,8 +115,10 @@ TEST(Cli, BadInputGetsAOneLineErrorNamingTheProblem) {
       {{"run", "-l", "cobol-2077", "-c", "x"}, "unknown language \"cobol-2077\""},
       {{"run", "/nonexistent/file.py"}, "cannot read /nonexistent/file.py"},
       {{"run", "-l", "python", "-c", "1", "--memory", "lots"}, "memory: invalid size \"lots\""},
-      {{"run", "-l", "python", "-c", "1", "--wall-time", "5x"}, "wall_time: invalid duration \"5x\""},
-      {{"run", "-l", "python", "-c", "1", "--env", "NOEQUALS"}, "--env \"NOEQUALS\": expected KEY=VALUE"},
+      {{"run", "-l", "python", "-c", "1", "--wall-time", "5x"},
+       "wall_time: invalid duration \"5x\""},
+      {{"run", "-l", "python", "-c", "1", "--env", "NOEQUALS"},
+       "--env \"NOEQUALS\": expected KEY=VALUE"},
       {{"run", "-c", "1"}, "-c needs -l LANG"},
       {{"run"}, "nothing to run"},
   };
@@ -132,7 +140,8 @@ TEST(Cli, LanguagesListsTheFiveAsUsable) {
   ASSERT_EQ(p.exit_code, 0) << p.err;
   json langs = json::parse(p.out);
   for (const char* id : {"python", "javascript", "bash", "c", "cpp"}) {
-    auto it = std::find_if(langs.begin(), langs.end(), [&](const json& l) { return l["id"] == id; });
+    auto it =
+        std::find_if(langs.begin(), langs.end(), [&](const json& l) { return l["id"] == id; });
     ASSERT_NE(it, langs.end()) << id;
     EXPECT_TRUE((*it)["usable"].get<bool>()) << it->dump();
     EXPECT_FALSE((*it)["version"].is_null()) << id;
@@ -153,9 +162,11 @@ TEST(Cli, DoctorRunsARealSandboxedProgram) {
 
 TEST(Cli, ConfigCeilingRejectsLargerRequestsAndSetsDefaults) {
   TempDir dir;
-  dir.Write("polyrun.toml", "[ceiling]\nmemory = \"512M\"\n[languages.python.limits]\nwall_time = \"7s\"\n");
+  dir.Write("polyrun.toml",
+            "[ceiling]\nmemory = \"512M\"\n[languages.python.limits]\nwall_time = \"7s\"\n");
   const std::string config = dir.path() + "/polyrun.toml";
-  auto p = RunPolyrun({"--config", config, "run", "--json", "-l", "python", "-c", "1", "--memory", "1G"});
+  auto p = RunPolyrun(
+      {"--config", config, "run", "--json", "-l", "python", "-c", "1", "--memory", "1G"});
   json r = json::parse(p.out);
   EXPECT_EQ(p.exit_code, 2);
   EXPECT_EQ(r["status"], "rejected");
@@ -164,7 +175,8 @@ TEST(Cli, ConfigCeilingRejectsLargerRequestsAndSetsDefaults) {
   json r2 = json::parse(ok.out);
   EXPECT_EQ(r2["status"], "ok") << ok.out;
   EXPECT_EQ(r2["limits"]["wall_time"], 7000);
-  auto bad = RunPolyrun({"--config", dir.path() + "/missing.toml", "run", "-l", "python", "-c", "1"});
+  auto bad =
+      RunPolyrun({"--config", dir.path() + "/missing.toml", "run", "-l", "python", "-c", "1"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("missing.toml"), std::string::npos) << bad.err;
 }
@@ -180,7 +192,8 @@ TEST(Cli, OptionsDocumentIsGeneratedFromTheDeclarations) {
   ASSERT_EQ(p.exit_code, 0);
   std::ifstream in(std::string(POLYRUN_SOURCE_DIR) + "/docs/options.md");
   std::string doc((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_EQ(p.out, doc) << "docs/options.md is stale: run ./build/polyrun options > docs/options.md";
+  EXPECT_EQ(p.out, doc)
+      << "docs/options.md is stale: run ./build/polyrun options > docs/options.md";
 }
 
 }  // namespace

@@ -1,12 +1,12 @@
 // Every languages/<id>/tests/*.toml case, run through ./build/polyrun in the real sandbox.
 // A case gives code (or files), stdin, args and env, and the exact outcome to expect.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <toml.hpp>
-
-#include <gtest/gtest.h>
 
 #include "polyrun_process.h"
 
@@ -122,7 +122,9 @@ TEST_P(LanguageSelfTest, Passes) {
       EXPECT_EQ(first["column"], toml::find<int>(expect, "compile_column")) << context;
     }
     if (expect.contains("compile_diagnostics_min")) {
-      EXPECT_GE(r["compile"]["diagnostics"].size(), toml::find<size_t>(expect, "compile_diagnostics_min")) << context;
+      EXPECT_GE(r["compile"]["diagnostics"].size(),
+                toml::find<size_t>(expect, "compile_diagnostics_min"))
+          << context;
     }
     EXPECT_FALSE(r["compile"]["stderr"].get<std::string>().empty()) << context;
   }

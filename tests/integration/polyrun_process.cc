@@ -53,18 +53,33 @@ ProcessResult RunPolyrun(const std::vector<std::string>& args, const std::string
     pollfd fds[3];
     int n = 0;
     int io = -1, ie = -1, ii = -1;
-    if (out_open) { io = n; fds[n++] = {out[0], POLLIN, 0}; }
-    if (err_open) { ie = n; fds[n++] = {err[0], POLLIN, 0}; }
-    if (in_fd >= 0) { ii = n; fds[n++] = {in_fd, POLLOUT, 0}; }
+    if (out_open) {
+      io = n;
+      fds[n++] = {out[0], POLLIN, 0};
+    }
+    if (err_open) {
+      ie = n;
+      fds[n++] = {err[0], POLLIN, 0};
+    }
+    if (in_fd >= 0) {
+      ii = n;
+      fds[n++] = {in_fd, POLLOUT, 0};
+    }
     if (::poll(fds, static_cast<nfds_t>(n), -1) < 0) continue;
     char buf[65536];
     if (io >= 0 && fds[io].revents) {
       ssize_t k = ::read(out[0], buf, sizeof buf);
-      if (k <= 0) out_open = false; else r.out.append(buf, static_cast<size_t>(k));
+      if (k <= 0)
+        out_open = false;
+      else
+        r.out.append(buf, static_cast<size_t>(k));
     }
     if (ie >= 0 && fds[ie].revents) {
       ssize_t k = ::read(err[0], buf, sizeof buf);
-      if (k <= 0) err_open = false; else r.err.append(buf, static_cast<size_t>(k));
+      if (k <= 0)
+        err_open = false;
+      else
+        r.err.append(buf, static_cast<size_t>(k));
     }
     if (ii >= 0 && fds[ii].revents) {
       ssize_t k = ::write(in_fd, stdin_data.data() + written, stdin_data.size() - written);
