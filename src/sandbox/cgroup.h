@@ -29,6 +29,9 @@ class Cgroup {
   virtual ~Cgroup() = default;
   // Moves `pid` (a process we just cloned, still waiting for our go) into the cgroup.
   virtual Result<void> AddProcess(pid_t pid) = 0;
+  // A directory fd for clone3(CLONE_INTO_CGROUP), or -1 when processes must be moved in with
+  // AddProcess() (cgroup v1). Owned by the Cgroup.
+  virtual int CloneIntoFd() const { return -1; }
   // Cheap enough to call every few milliseconds while a run is live.
   virtual Result<CgroupUsage> Usage() = 0;
   // Sends SIGKILL to every process in the cgroup. The PID-namespace init's death is the primary

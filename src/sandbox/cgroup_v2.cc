@@ -1,10 +1,13 @@
 // cgroup v2: one unified directory per run. memory.oom.group makes an OOM kill take the whole
 // run, and cgroup.kill (5.14+) ends every process in one write.
+#include <fcntl.h>
+
 #include <cerrno>
 
 #include "sandbox/cgroup.h"
 #include "sandbox/cgroup_common.h"
 #include "util/strings.h"
+#include "util/unique_fd.h"
 
 namespace polyrun::sandbox {
 
@@ -14,8 +17,11 @@ using namespace cgroup_internal;
 
 class CgroupV2 final : public Cgroup {
  public:
-  explicit CgroupV2(std::string dir) : dir_(std::move(dir)) {}
+  explicit CgroupV2(std::string dir)
+      : dir_(std::move(dir)), fd_(::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
   ~CgroupV2() override { (void)Remove(); }
+
+  int CloneIntoFd() const override { return fd_.get(); }
 
   Result<void> AddProcess(pid_t pid) override {
     return Write(dir_, "cgroup.procs", std::to_string(pid));
@@ -61,6 +67,7 @@ class CgroupV2 final : public Cgroup {
 
  private:
   std::string dir_;
+  UniqueFd fd_;
   uint64_t sampled_peak_ = 0;
   bool removed_ = false;
 };

@@ -19,6 +19,7 @@
 #include <set>
 
 #include "sandbox/child_plan.h"
+#include "sandbox/default_seccomp.h"
 #include "sandbox/seccomp_policy.h"
 #include "util/files.h"
 #include "util/strings.h"
@@ -29,6 +30,13 @@ namespace polyrun::sandbox {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// clone3(2)'s argument (linux/sched.h, 5.7+), spelled out to avoid mixing kernel and libc headers.
+struct CloneArgs {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+      set_tid_size, cgroup;
+};
+constexpr uint64_t kCloneIntoCgroup = 0x200000000ULL;
 constexpr uid_t kInnerId = 1000;
 constexpr std::chrono::milliseconds kTick{10};
 
@@ -60,6 +68,13 @@ Result<std::shared_ptr<const SeccompProgram>> CachedSeccomp(const std::vector<st
   std::lock_guard lock(mu);
   auto it = cache.find(extra);
   if (it != cache.end()) return it->second;
+  if (extra.empty()) {
+    auto filter = DefaultSeccompFilter();
+    auto shared = std::make_shared<const SeccompProgram>(
+        SeccompProgram{std::vector<sock_filter>(filter.begin(), filter.end())});
+    cache.emplace(extra, shared);
+    return shared;
+  }
   auto prog = BuildSeccompProgram(extra);
   if (!prog) return std::unexpected(prog.error());
   auto shared = std::make_shared<const SeccompProgram>(std::move(*prog));
@@ -323,9 +338,23 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   // ---- clone ----------------------------------------------------------------------------
   const auto start = Clock::now();
   int pidfd = -1;
-  const unsigned long flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
-                              CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD | SIGCHLD;
-  long pid = ::syscall(SYS_clone, flags, nullptr, &pidfd, nullptr, 0);
+  const uint64_t ns_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                            CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+  // Where the cgroup allows it (v2), the child is born in its cgroup: moving a live process
+  // between cgroups costs an RCU grace period (cgroup_threadgroup_rwsem), milliseconds a run.
+  bool born_in_cgroup = false;
+  long pid = -1;
+  if (int into = (*cgroup)->CloneIntoFd(); into >= 0) {
+    CloneArgs args{};
+    args.flags = ns_flags | kCloneIntoCgroup;
+    args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<uint64_t>(into);
+    pid = ::syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && errno != ENOSYS && errno != E2BIG) return SysFail("clone3", "sandbox namespaces");
+    born_in_cgroup = pid >= 0;
+  }
+  if (pid < 0) pid = ::syscall(SYS_clone, ns_flags | SIGCHLD, nullptr, &pidfd, nullptr, 0);
   if (pid < 0) return SysFail("clone", "sandbox namespaces");
   if (pid == 0) RunContainerInit(plan);
   UniqueFd pid_fd(pidfd);
@@ -354,7 +383,9 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   }
   if (auto r = WriteProcFile(static_cast<pid_t>(pid), "gid_map", gid_map); !r)
     return abort_child(r.error());
-  if (auto r = (*cgroup)->AddProcess(static_cast<pid_t>(pid)); !r) return abort_child(r.error());
+  if (!born_in_cgroup) {
+    if (auto r = (*cgroup)->AddProcess(static_cast<pid_t>(pid)); !r) return abort_child(r.error());
+  }
   if (!WriteAll(sync->write.get(), "g", 1))
     return abort_child(Error{Errc::kSyscall, "sandbox go", "write", errno});
   sync->write.reset();

@@ -1,5 +1,9 @@
 #include "sandbox/seccomp_policy.h"
 
+#include <cstring>
+
+#include "sandbox/default_seccomp.h"
+
 #include <gtest/gtest.h>
 
 namespace polyrun::sandbox {
@@ -30,6 +34,14 @@ TEST(SeccompPolicy, DeniedListCoversTheIssueMinimum) {
         "perf_event_open", "userfaultfd", "kexec_load", "init_module", "reboot", "swapon"}) {
     EXPECT_NE(std::find(denied.begin(), denied.end(), name), denied.end()) << name;
   }
+}
+
+TEST(SeccompPolicy, BuildTimeDefaultEqualsTheRuntimeBuild) {
+  auto prog = BuildSeccompProgram({});
+  ASSERT_TRUE(prog) << prog.error().message();
+  auto built = DefaultSeccompFilter();
+  ASSERT_EQ(built.size(), prog->filter.size());
+  EXPECT_EQ(std::memcmp(built.data(), prog->filter.data(), built.size() * sizeof(sock_filter)), 0);
 }
 
 }  // namespace
