@@ -258,7 +258,6 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   std::string entry_name = req.entry.empty() ? files.front().name : req.entry;
   {
     std::set<std::string> names;
-    uint64_t total = 0;
     for (size_t i = 0; i < files.size(); ++i) {
       if (auto r = sandbox::ValidateRelativePath(files[i].name); !r) {
         return reject("files[" + std::to_string(i) + "].name: " + r.error().message());
@@ -266,11 +265,9 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       if (!names.insert(files[i].name).second) {
         return reject("files[" + std::to_string(i) + "].name: duplicate \"" + files[i].name + "\"");
       }
-      total += files[i].content.size();
     }
     if (!names.contains(entry_name))
       return reject("entry: \"" + entry_name + "\" is not among the files");
-    (void)total;
   }
   for (const auto& [k, v] : req.env) {
     if (!ValidEnvName(k)) return reject("env: invalid variable name \"" + k + "\"");

@@ -16,7 +16,10 @@ class CgroupV1 final : public Cgroup {
  public:
   CgroupV1(std::string memory, std::string pids, std::string cpuacct)
       : memory_(std::move(memory)), pids_(std::move(pids)), cpuacct_(std::move(cpuacct)) {}
-  ~CgroupV1() override { (void)Remove(); }
+  ~CgroupV1() override {
+    // Best effort: a destructor has no one to report to; Remove() is the checked path.
+    if (!Remove()) return;
+  }
 
   Result<void> AddProcess(pid_t pid) override {
     for (const auto* dir : {&memory_, &pids_, &cpuacct_}) {
@@ -83,7 +86,10 @@ class CgroupV1Manager final : public CgroupManager {
         return std::unexpected(r.error());
       }
     }
-    if (Exists(mem, "memory.swappiness")) (void)Write(mem, "memory.swappiness", "0");
+    // Only a preference (no swap use for runs); a kernel without the file is no error.
+    if (Exists(mem, "memory.swappiness") && !Write(mem, "memory.swappiness", "0")) {
+      return Fail(Errc::kLimitUnavailable, mem + "/memory.swappiness: could not be set to 0");
+    }
     if (auto r = WriteChecked(pids, "pids.max", std::to_string(limits.pids)); !r) {
       return std::unexpected(r.error());
     }

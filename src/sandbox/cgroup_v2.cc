@@ -19,7 +19,10 @@ class CgroupV2 final : public Cgroup {
  public:
   explicit CgroupV2(std::string dir)
       : dir_(std::move(dir)), fd_(::open(dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
-  ~CgroupV2() override { (void)Remove(); }
+  ~CgroupV2() override {
+    // Best effort: a destructor has no one to report to; Remove() is the checked path.
+    if (!Remove()) return;
+  }
 
   int CloneIntoFd() const override { return fd_.get(); }
 
@@ -46,7 +49,7 @@ class CgroupV2 final : public Cgroup {
 
   void KillAll() override {
     if (Exists(dir_, "cgroup.kill")) {
-      (void)Write(dir_, "cgroup.kill", "1");
+      if (!Write(dir_, "cgroup.kill", "1")) KillProcs(dir_);
     } else {
       KillProcs(dir_);
     }

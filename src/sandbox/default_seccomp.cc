@@ -8,6 +8,8 @@ const sock_filter kDefault[] = {
 };
 }  // namespace
 
-std::span<const sock_filter> DefaultSeccompFilter() { return kDefault; }
+std::span<const sock_filter> DefaultSeccompFilter() {
+  return kDefault;
+}
 
 }  // namespace polyrun::sandbox

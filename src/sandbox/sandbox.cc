@@ -351,7 +351,8 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     args.exit_signal = SIGCHLD;
     args.cgroup = static_cast<uint64_t>(into);
     pid = ::syscall(SYS_clone3, &args, sizeof args);
-    if (pid < 0 && errno != ENOSYS && errno != E2BIG) return SysFail("clone3", "sandbox namespaces");
+    if (pid < 0 && errno != ENOSYS && errno != E2BIG)
+      return SysFail("clone3", "sandbox namespaces");
     born_in_cgroup = pid >= 0;
   }
   if (pid < 0) pid = ::syscall(SYS_clone, ns_flags | SIGCHLD, nullptr, &pidfd, nullptr, 0);
@@ -364,7 +365,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   status->write.reset();
   sync->read.reset();
 
-  auto abort_child = [&](Error e) -> Result<SandboxOutcome> {
+  auto abort_child = [&](const Error& e) -> Result<SandboxOutcome> {
     ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
     siginfo_t info{};
     ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);

@@ -1,10 +1,10 @@
 #include "sandbox/seccomp_policy.h"
 
+#include <gtest/gtest.h>
+
 #include <cstring>
 
 #include "sandbox/default_seccomp.h"
-
-#include <gtest/gtest.h>
 
 namespace polyrun::sandbox {
 namespace {
