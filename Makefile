@@ -48,7 +48,7 @@ test-asan: build-asan
 
 ## test-cgroup2: the sandbox and escape suites again in a VM whose only hierarchy is cgroup v2
 test-cgroup2: build
-	tests/vm/cgroup2-vm.sh --timeout 900 -- $(CURDIR)/tests/vm/run-suites.sh $(CURDIR)/build
+	tests/vm/cgroup2-vm.sh --timeout 1800 --rw $(CURDIR) -- $(CURDIR)/tests/vm/run-suites.sh $(CURDIR)/build
 
 ## run: set up, build and demonstrate (the server arrives with the server issue)
 run: build
