@@ -32,6 +32,11 @@ class Cgroup {
   // A directory fd for clone3(CLONE_INTO_CGROUP), or -1 when processes must be moved in with
   // AddProcess() (cgroup v1). Owned by the Cgroup.
   virtual int CloneIntoFd() const { return -1; }
+  // Control files the new process writes "0" to, to join the cgroup itself before it drops
+  // host privileges (cgroup v1). A thread moving itself skips the global threadgroup lock,
+  // whose write side costs an RCU grace period (often 5-20 ms) per run when a supervisor
+  // moves it. Empty: use CloneIntoFd() or AddProcess().
+  virtual std::vector<std::string> SelfJoinFiles() const { return {}; }
   // Cheap enough to call every few milliseconds while a run is live.
   virtual Result<CgroupUsage> Usage() = 0;
   // Sends SIGKILL to every process in the cgroup. The PID-namespace init's death is the primary

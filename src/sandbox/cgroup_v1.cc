@@ -28,6 +28,10 @@ class CgroupV1 final : public Cgroup {
     return {};
   }
 
+  std::vector<std::string> SelfJoinFiles() const override {
+    return {memory_ + "/tasks", pids_ + "/tasks", cpuacct_ + "/tasks"};
+  }
+
   Result<CgroupUsage> Usage() override {
     CgroupUsage u;
     auto cpu = Read(cpuacct_, "cpuacct.usage");

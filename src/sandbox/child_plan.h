@@ -53,6 +53,8 @@ struct ChildPlan {
   std::vector<const char*> collect;
   uint64_t collect_max = 0;
   sock_fprog seccomp{};
+  // cgroup control files to write "0" to (join the run's cgroup ourselves); null-terminated.
+  std::vector<const char*> join_cgroup_files;
   // The polyrun process's argv and environment strings ([start, end) in its address space, as
   // /proc/self/stat reports them). The init, a copy of polyrun, wipes its copies: the program
   // can read /proc/1/cmdline, and it must not see the host's command line.

@@ -239,6 +239,14 @@ void SendArtifacts(const ChildPlan& plan) {
   if (n != 1) ::_exit(125);
   ::close(kSyncFd);
 
+  // Still the host's uid and filesystem view here: join the run's cgroups (v1) ourselves.
+  for (const char* file : plan.join_cgroup_files) {
+    if (file == nullptr) break;
+    int fd = ::open(file, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) Die("open ", file, errno);
+    if (::write(fd, "0", 1) != 1) Die("join cgroup ", file, errno);
+    ::close(fd);
+  }
   if (plan.clear_groups && ::setgroups(0, nullptr) != 0) Die("setgroups", nullptr, errno);
   if (::setresgid(plan.inner_gid, plan.inner_gid, plan.inner_gid) != 0) {
     Die("setresgid", nullptr, errno);

@@ -335,6 +335,10 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   auto cgroup = config_.cgroups->Create(name, {lim.memory_bytes, lim.processes});
   if (!cgroup) return std::unexpected(cgroup.error());
 
+  const std::vector<std::string> join_files = (*cgroup)->SelfJoinFiles();
+  for (const auto& f : join_files) plan.join_cgroup_files.push_back(f.c_str());
+  plan.join_cgroup_files.push_back(nullptr);
+
   // ---- clone ----------------------------------------------------------------------------
   const auto start = Clock::now();
   int pidfd = -1;
@@ -384,7 +388,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   }
   if (auto r = WriteProcFile(static_cast<pid_t>(pid), "gid_map", gid_map); !r)
     return abort_child(r.error());
-  if (!born_in_cgroup) {
+  if (!born_in_cgroup && join_files.empty()) {
     if (auto r = (*cgroup)->AddProcess(static_cast<pid_t>(pid)); !r) return abort_child(r.error());
   }
   if (!WriteAll(sync->write.get(), "g", 1))
