@@ -4,6 +4,8 @@
 #include <sstream>
 #include <toml.hpp>
 
+#include "languages/limits_toml.h"
+
 namespace polyrun::engine {
 
 namespace {
@@ -28,20 +30,7 @@ constexpr std::array<OptionDecl, 5> kSettings = {{
 Result<languages::LimitSet> ParseLimitTable(const toml::value& v, const std::string& where,
                                             languages::LimitSet base) {
   if (!v.is_table()) return Fail(Errc::kParse, where + ": expected a table");
-  for (const auto& [key, value] : v.as_table()) {
-    std::string text;
-    if (value.is_string()) {
-      text = value.as_string().str;
-    } else if (value.is_integer() && value.as_integer() >= 0) {
-      text = std::to_string(value.as_integer());
-    } else {
-      return Fail(Errc::kParse,
-                  where + "." + key + ": expected a string such as \"5s\" or a number");
-    }
-    if (auto r = base.Set(key, text); !r)
-      return Fail(Errc::kParse, where + "." + key + ": " + r.error().message());
-  }
-  return base;
+  return languages::ParseLimitTable(v.as_table(), where, base);
 }
 
 Result<std::string> GetString(const toml::value& v, const std::string& where) {

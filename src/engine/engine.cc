@@ -63,6 +63,17 @@ bool ValidEnvName(const std::string& k) {
   });
 }
 
+// `base` ("KEY=VALUE" entries) with `vars` set on top, each replacing an earlier KEY.
+std::vector<std::string> WithVars(std::vector<std::string> base,
+                                  const std::map<std::string, std::string>& vars) {
+  for (const auto& [k, v] : vars) {
+    const std::string prefix = k + "=";
+    std::erase_if(base, [&](const std::string& e) { return e.starts_with(prefix); });
+    base.push_back(prefix + v);
+  }
+  return base;
+}
+
 std::string Extension(const std::string& name) {
   auto slash = name.rfind('/');
   auto dot = name.rfind('.');
@@ -312,13 +323,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
             {"compile_limits", lang.compile ? LimitsToJson(compile_limits) : json(nullptr)},
             {"version", version}});
 
-  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work", "TMPDIR=/tmp",
-                                  "LANG=C.UTF-8", "USER=sandbox"};
-  auto set_env = [&env](const std::string& k, const std::string& v) {
-    std::string prefix = k + "=";
-    std::erase_if(env, [&](const std::string& e) { return e.starts_with(prefix); });
-    env.push_back(prefix + v);
-  };
+  const std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work",
+                                        "TMPDIR=/tmp", "LANG=C.UTF-8", "USER=sandbox"};
   json final_extra = {
       {"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
 
@@ -342,9 +348,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
                           [&](const std::string& s) { return s == entry_name; });
     sandbox::SandboxSpec spec;
     spec.argv = ExpandCommand(recipe.command, entry_name, sources, {});
-    spec.env = env;
-    for (const auto& [k, v] : recipe.env) set_env(k, v);
-    spec.env = env;
+    spec.env = WithVars(env, recipe.env);
     spec.binds = lang.binds;
     spec.files = sandbox_files;
     spec.collect = recipe.artifacts;
@@ -417,9 +421,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   // ---- run ------------------------------------------------------------------------------
   sandbox::SandboxSpec spec;
   spec.argv = ExpandCommand(lang.run.command, entry_name, {}, req.args);
-  for (const auto& [k, v] : lang.run.env) set_env(k, v);
-  for (const auto& [k, v] : req.env) set_env(k, v);
-  spec.env = env;
+  spec.env = WithVars(WithVars(env, lang.run.env), req.env);
   spec.binds = lang.binds;
   spec.files = std::move(sandbox_files);
   spec.stdin_data = req.stdin_data;

@@ -4,6 +4,8 @@
 #include <sstream>
 #include <toml.hpp>
 
+#include "languages/limits_toml.h"
+
 namespace polyrun::languages {
 
 namespace {
@@ -90,24 +92,6 @@ class Table {
   auto var = std::move(*var##_r)
 // NOLINTEND(bugprone-macro-parentheses)
 
-Result<LimitSet> ParseLimits(Table& t) {
-  LimitSet out;
-  for (const auto& [key, value] : t.raw()) {
-    std::string text;
-    if (value.is_string()) {
-      text = value.as_string().str;
-    } else if (value.is_integer() && value.as_integer() >= 0) {
-      text = std::to_string(value.as_integer());
-    } else {
-      return Fail(Errc::kParse, t.Where(key) + ": expected a string such as \"5s\" or a number");
-    }
-    t.Get(key);
-    if (auto r = out.Set(key, text); !r)
-      return Fail(Errc::kParse, t.Where(key) + ": " + r.error().message());
-  }
-  return out;
-}
-
 Result<std::map<std::string, std::string>> ParseEnv(Table& t) {
   std::map<std::string, std::string> out;
   for (const auto& [key, value] : t.raw()) {
@@ -135,7 +119,7 @@ Result<Recipe> ParseRecipe(Table& t, bool compile) {
   }
   POLYRUN_TRY(limits, t.Sub("limits"));
   if (limits) {
-    POLYRUN_TRY(set, ParseLimits(*limits));
+    POLYRUN_TRY(set, ParseLimitTable(limits->raw(), t.Where("limits")));
     r.limits = set;
   }
   if (compile) {

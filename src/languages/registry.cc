@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "util/files.h"
@@ -209,12 +208,8 @@ Result<Registry> Registry::LoadFor(const std::string& dir, const std::string& ra
       out["folders"][e.id] = {{"stamp", Stamp(dir + "/" + e.id + "/manifest.toml")},
                               {"keys", keys}};
     }
-    std::string tmp = index_file + ".tmp." + std::to_string(::getpid());
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << out.dump();
-    }
-    ::rename(tmp.c_str(), index_file.c_str());
+    // A cache: failing to write it only costs the next run a full load.
+    [[maybe_unused]] auto written = WriteFileAtomic(index_file, out.dump());
     return full;
   }
   for (const auto& [folder, info] : index["folders"].items()) {
@@ -328,12 +323,8 @@ std::string Registry::VersionOf(const std::string& id, const std::string& cache_
     if (!cache_file.empty()) {
       cache[key] = version;
       ::mkdir(cache_dir.c_str(), 0755);
-      std::string tmp = cache_file + ".tmp." + std::to_string(::getpid());
-      {
-        std::ofstream f(tmp, std::ios::trunc);
-        f << cache.dump(1);
-      }
-      ::rename(tmp.c_str(), cache_file.c_str());
+      // A cache: failing to write it only costs the next run a probe.
+      [[maybe_unused]] auto written = WriteFileAtomic(cache_file, cache.dump(1));
     }
     return version;
   }

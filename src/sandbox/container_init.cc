@@ -28,6 +28,7 @@
 #include <cstring>
 
 #include "sandbox/child_plan.h"
+#include "util/files.h"
 
 namespace polyrun::sandbox {
 
@@ -46,26 +47,12 @@ void CopyStr(char* dst, size_t cap, const char* a, const char* b = nullptr) {
   dst[i] = '\0';
 }
 
-bool WriteFull(int fd, const void* data, size_t len) {
-  const char* p = static_cast<const char*>(data);
-  while (len > 0) {
-    ssize_t n = ::write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 [[noreturn]] void Die(const char* what, const char* path, int err) {
   InitReport report;
   report.kind = InitReport::kSetupFailed;
   report.err = err;
   CopyStr(report.what, sizeof report.what, what, path);
-  WriteFull(kStatusFd, &report, sizeof report);
+  WriteAll(kStatusFd, &report, sizeof report);
   ::_exit(127);
 }
 
@@ -112,7 +99,7 @@ void RunStep(const SetupStep& s) {
     case SetupStep::kFile: {
       int fd = ::open(t, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, s.mode);
       if (fd < 0) Die("create ", t, errno);
-      if (s.kind == SetupStep::kFile && !WriteFull(fd, s.content, s.size)) Die("write ", t, errno);
+      if (s.kind == SetupStep::kFile && !WriteAll(fd, s.content, s.size)) Die("write ", t, errno);
       ::close(fd);
       return;
     }
@@ -181,7 +168,7 @@ void SendArtifacts(const ChildPlan& plan) {
     ArtifactHeader h{static_cast<uint32_t>(std::strlen(name)), 0,
                      static_cast<uint64_t>(st.st_size)};
     budget -= h.size;
-    if (!WriteFull(kStatusFd, &h, sizeof h) || !WriteFull(kStatusFd, name, h.name_len)) {
+    if (!WriteAll(kStatusFd, &h, sizeof h) || !WriteAll(kStatusFd, name, h.name_len)) {
       ::_exit(126);
     }
     uint64_t left = h.size;
@@ -192,7 +179,7 @@ void SendArtifacts(const ChildPlan& plan) {
         std::memset(buf, 0, sizeof buf);
         n = static_cast<ssize_t>(left < sizeof buf ? left : sizeof buf);
       }
-      if (!WriteFull(kStatusFd, buf, static_cast<size_t>(n))) ::_exit(126);
+      if (!WriteAll(kStatusFd, buf, static_cast<size_t>(n))) ::_exit(126);
       left -= static_cast<uint64_t>(n);
     }
     ::close(fd);
@@ -301,7 +288,7 @@ void SendArtifacts(const ChildPlan& plan) {
     ::execve(plan.argv[0], const_cast<char* const*>(plan.argv.data()),
              const_cast<char* const*>(plan.envp.data()));
     int err = errno;
-    WriteFull(exec_pipe[1], &err, sizeof err);
+    WriteAll(exec_pipe[1], &err, sizeof err);
     ::_exit(127);
   }
   ::close(exec_pipe[1]);
@@ -339,7 +326,7 @@ void SendArtifacts(const ChildPlan& plan) {
   InitReport report;
   report.kind = InitReport::kExited;
   report.wait_status = main_status;
-  if (!WriteFull(kStatusFd, &report, sizeof report)) ::_exit(126);
+  if (!WriteAll(kStatusFd, &report, sizeof report)) ::_exit(126);
   SendArtifacts(plan);
   // Exiting as PID 1 makes the kernel SIGKILL everything left in the namespace.
   ::_exit(0);

@@ -517,7 +517,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     if (stdin_w.valid() && stdin_left.empty() && pump_buf.empty() && pump_eof) stdin_w.reset();
 
     now = Clock::now();
-    if (now >= next_tick || init_done) {
+    if (now >= next_tick && !init_done) {
       next_tick = now + kTick;
       if (auto u = (*cgroup)->Usage(); u) {
         cpu_ns = std::max(cpu_ns, u->cpu_ns);

@@ -385,7 +385,7 @@ Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra
   for (const char* name : kAllowed) {
     int nr = seccomp_syscall_resolve_name(name);
     if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
-    if (std::string(name) == "ioctl" || std::string(name) == "socket") continue;
+    if (std::string(name) == "socket") continue;
     if (auto r = Add(c, SCMP_ACT_ALLOW, nr, name); !r) return std::unexpected(r.error());
   }
   for (const auto& name : extra_allowed) {
@@ -397,7 +397,7 @@ Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra
       return Fail(Errc::kInvalidArgument,
                   "seccomp: syscall \"" + name + "\" is always denied and cannot be allowed");
     }
-    if (name == "clone" || name == "ioctl" || name == "socket") continue;
+    if (name == "clone" || name == "socket") continue;
     if (auto r = Add(c, SCMP_ACT_ALLOW, nr, name); !r) return std::unexpected(r.error());
   }
   for (const char* name : kEnosys) {
@@ -411,22 +411,6 @@ Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra
     scmp_arg_cmp arg = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kNamespaceFlags, 0);
     if (auto r = Add(c, SCMP_ACT_ALLOW, SCMP_SYS(clone), "clone", 1, &arg); !r) {
       return std::unexpected(r.error());
-    }
-  }
-  // ioctl: everything but TIOCSTI and TIOCLINUX. libseccomp has no "not equal" and takes one
-  // comparison per argument, so the allowed set is: below, each value between, and above.
-  // These are 64-bit comparisons, so a request with any of its upper 32 bits set falls in
-  // "above" -- yet the kernel truncates the request to 32 bits. Those are refused by our own
-  // prologue below, which compares only the low 32 bits.
-  {
-    const uint32_t a = std::min<uint32_t>(TIOCSTI, TIOCLINUX);
-    const uint32_t b = std::max<uint32_t>(TIOCSTI, TIOCLINUX);
-    std::vector<scmp_arg_cmp> allowed = {SCMP_A1_64(SCMP_CMP_LT, a), SCMP_A1_64(SCMP_CMP_GT, b)};
-    for (uint32_t v = a + 1; v < b; ++v) allowed.push_back(SCMP_A1_64(SCMP_CMP_EQ, v));
-    for (const auto& arg : allowed) {
-      if (auto r = Add(c, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), "ioctl", 1, &arg); !r) {
-        return std::unexpected(r.error());
-      }
     }
   }
   // socket: anything but raw packet sockets and netlink families that reach kernel config.

@@ -72,6 +72,22 @@ Result<void> WriteFileAt(int dir_fd, const char* name, std::string_view data) {
   return {};
 }
 
+Result<void> WriteFileAtomic(const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd.valid()) return SysFail("open", tmp);
+  if (!WriteAll(fd.get(), data.data(), data.size())) {
+    ::unlink(tmp.c_str());
+    return SysFail("write", tmp);
+  }
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return SysFail("rename", path);
+  }
+  return {};
+}
+
 Result<UniqueFd> OpenDir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return SysFail("open", path);

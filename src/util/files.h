@@ -22,6 +22,10 @@ Result<void> WriteFileAt(int dir_fd, const char* name, std::string_view data);
 // Writes all bytes, retrying on EINTR and short writes. Returns false on error (errno set).
 bool WriteAll(int fd, const void* data, size_t len);
 
+// Replaces `path` with `data` atomically (a temporary beside it, then rename(2)), so readers
+// never see a partial file. For caches: a failure leaves the old file in place.
+Result<void> WriteFileAtomic(const std::string& path, std::string_view data);
+
 // Opens a directory without following a final symlink.
 Result<UniqueFd> OpenDir(const std::string& path);
 
