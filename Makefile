@@ -10,6 +10,8 @@ PACKAGES := build-essential cmake ninja-build pkg-config git \
   libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libtoml11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev clang-format clang-tidy-19 \
   python3 bash gcc g++ nodejs \
+  ruby php-cli lua5.4 r-base-core guile-3.0 sqlite3 golang-go rustc openjdk-17-jdk-headless \
+  wabt zip \
   bubblewrap hyperfine \
   qemu-system-x86 busybox-static cpio xz-utils
 JOBS ?= $(shell nproc)
@@ -23,6 +25,15 @@ setup:
 	  echo "setup: installing $$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "setup: all packages present"; fi
+	@# NodeSource's nodejs bundles npm; Debian's does not (and conflicts with Debian's npm).
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	@# Toolchains from npm live in their language's folder, pinned by its package-lock.json.
+	@for lock in languages/*/package-lock.json; do \
+	  [ -e "$$lock" ] || continue; d=$$(dirname $$lock); \
+	  if [ ! -d $$d/node_modules ] || [ $$lock -nt $$d/node_modules/.package-lock.json ]; then \
+	    echo "setup: npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	  fi; \
+	done
 
 ## build: the CLI at ./build/polyrun, with all tests
 build: setup

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cli/check_command.h"
 #include "cli/exit_codes.h"
 #include "cli/info_commands.h"
 #include "cli/run_command.h"
@@ -45,6 +46,16 @@ int Main(int argc, char** argv) {
                                 ", default " + std::string(d.default_value) + ")"));
   }
 
+  cli::CheckOptions check;
+  std::string check_code;
+  auto* check_cmd = app.add_subcommand(
+      "check", "Analyze files without running them: language, syntax errors, imports");
+  check_cmd->add_option("files", check.files, "Files to check (each may import the others)");
+  check_cmd->add_option("-l,--language", check.language,
+                        "Language id, alias or extension (default: detected per file)");
+  auto* check_code_opt = check_cmd->add_option("-c,--code", check_code, "Code to check");
+  check_cmd->add_flag("--json", check.json, "JSON output");
+
   bool json = false;
   auto* langs_cmd =
       app.add_subcommand("languages", "List languages and whether they are usable here");
@@ -71,6 +82,10 @@ int Main(int argc, char** argv) {
         run.limits[std::string(languages::LimitDecls()[i].name)] = limit_values[i];
     }
     return cli::RunCommand(run, settings);
+  }
+  if (*check_cmd) {
+    if (*check_code_opt) check.code = check_code;
+    return cli::CheckCommand(check, settings);
   }
   if (*langs_cmd) return cli::LanguagesCommand(settings, json);
   if (*doctor_cmd) return cli::DoctorCommand(settings, json);

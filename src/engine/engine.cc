@@ -10,6 +10,7 @@
 
 #include "engine/limits.h"
 #include "engine/result_json.h"
+#include "util/strings.h"
 
 namespace polyrun::engine {
 
@@ -153,6 +154,37 @@ Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool com
   return {Status::kInternalError, "", "unknown termination"};
 }
 
+// The request's file names are clean relative paths, each used once; "" or what is wrong.
+std::string ValidateFiles(const std::vector<RequestFile>& files) {
+  std::set<std::string> names;
+  for (size_t i = 0; i < files.size(); ++i) {
+    if (auto r = sandbox::ValidateRelativePath(files[i].name); !r) {
+      return "files[" + std::to_string(i) + "].name: " + r.error().message();
+    }
+    if (!names.insert(files[i].name).second) {
+      return "files[" + std::to_string(i) + "].name: duplicate \"" + files[i].name + "\"";
+    }
+  }
+  return "";
+}
+
+// The user's files of the recipe's languages, entry first.
+std::vector<std::string> SourcesFor(const std::vector<RequestFile>& files,
+                                    const std::vector<std::string>& extensions,
+                                    const std::string& entry) {
+  std::vector<std::string> sources;
+  for (const auto& f : files) {
+    if (std::find(extensions.begin(), extensions.end(), Extension(f.name)) != extensions.end())
+      sources.push_back(f.name);
+  }
+  std::stable_partition(sources.begin(), sources.end(),
+                        [&](const std::string& s) { return s == entry; });
+  return sources;
+}
+
+const std::vector<std::string> kSandboxEnv = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work",
+                                              "TMPDIR=/tmp", "LANG=C.UTF-8", "USER=sandbox"};
+
 bool KilledByUs(Termination t) {
   return t == Termination::kWallTimeout || t == Termination::kCpuTimeout ||
          t == Termination::kMemoryLimit || t == Termination::kOutputLimit ||
@@ -224,6 +256,118 @@ std::string Engine::VersionOf(const std::string& id) {
   return registry_.VersionOf(id, config_.cache_dir);
 }
 
+Result<LimitSet> Engine::StageLimits(const languages::Language& lang, const LimitSet& requested,
+                                     bool compile) const {
+  auto override_of = [&](const std::map<std::string, LimitSet>& m) {
+    auto it = m.find(lang.id);
+    return it == m.end() ? LimitSet{} : it->second;
+  };
+  if (!compile) {
+    return ResolveLimits({requested, override_of(config_.language_limits), lang.run.limits,
+                          config_.limits, config_.ceiling});
+  }
+  LimitSet global = config_.compile_limits;
+  for (size_t i = 0; i < languages::kLimitCount; ++i) {
+    if (!global.values[i]) global.values[i] = config_.limits.values[i];
+  }
+  return ResolveLimits({requested, override_of(config_.language_compile_limits),
+                        lang.compile ? lang.compile->limits : LimitSet{}, global,
+                        config_.ceiling});
+}
+
+CheckReport Engine::Check(const CheckRequest& req) {
+  CheckReport report;
+  if (req.files.empty()) {
+    report.rejected = "files: required";
+    return report;
+  }
+  if (auto bad = ValidateFiles(req.files); !bad.empty()) {
+    report.rejected = bad;
+    return report;
+  }
+  std::vector<std::string> targets = req.targets;
+  if (targets.empty()) {
+    for (const auto& f : req.files) targets.push_back(f.name);
+  }
+  const languages::LanguageEntry* forced = nullptr;
+  if (!req.language.empty()) {
+    std::lock_guard lock(registry_mu_);
+    forced = registry_.Find(req.language);
+    if (forced == nullptr) {
+      report.rejected = "language: unknown language \"" + req.language + "\"";
+      return report;
+    }
+  }
+  std::vector<sandbox::SandboxFile> sandbox_files;
+  for (const auto& f : req.files) sandbox_files.push_back({f.name, f.content, false});
+
+  for (size_t t = 0; t < targets.size(); ++t) {
+    FileCheck fc;
+    fc.file = targets[t];
+    auto file = std::find_if(req.files.begin(), req.files.end(),
+                             [&](const auto& f) { return f.name == targets[t]; });
+    if (file == req.files.end()) {
+      report.rejected = "targets[" + std::to_string(t) + "]: \"" + targets[t] +
+                        "\" is not among the files";
+      report.files.clear();
+      return report;
+    }
+    Detection d{forced, "request"};
+    if (forced == nullptr) {
+      std::lock_guard lock(registry_mu_);
+      d = DetectLanguage(registry_, file->name, file->content);
+    }
+    if (d.entry == nullptr) {
+      fc.problem = "language: cannot tell the language (no known extension, shebang or content "
+                   "pattern); name it with --language";
+      report.files.push_back(std::move(fc));
+      continue;
+    }
+    fc.language = d.entry->id;
+    fc.detected_by = d.how;
+    if (!d.entry->usable || !d.entry->language) {
+      fc.problem = d.entry->id + " is not usable on this host: " + d.entry->problem;
+      report.files.push_back(std::move(fc));
+      continue;
+    }
+    const languages::Language& lang = *d.entry->language;
+    if (!lang.check) {
+      fc.problem = lang.id + " has no analyzer ([check] in its manifest)";
+      report.files.push_back(std::move(fc));
+      continue;
+    }
+    auto limits = StageLimits(lang, {}, lang.compile.has_value());
+    if (!limits) {
+      fc.problem = limits.error().message();
+      report.files.push_back(std::move(fc));
+      continue;
+    }
+    sandbox::SandboxSpec spec;
+    spec.argv = ExpandCommand(lang.check->command, file->name,
+                              SourcesFor(req.files, lang.extensions, file->name), {});
+    spec.env = WithVars(kSandboxEnv, lang.check->env);
+    spec.binds = lang.binds;
+    spec.files = sandbox_files;
+    spec.extra_syscalls = lang.syscalls;
+    spec.limits = ToSandboxLimits(*limits);
+    auto outcome = sandbox_->Run(spec);
+    if (!outcome) {
+      fc.problem = "check: " + outcome.error().message();
+    } else {
+      size_t records = ParseCheckOutput(outcome->stdout_data, fc);
+      Verdict v = Judge(*outcome, *limits, false);
+      bool failed = outcome->termination != Termination::kExited ||
+                    (outcome->exit_code != 0 && records == 0);
+      if (failed) {
+        std::string detail(Trim(outcome->stderr_data.substr(0, 500)));
+        fc.problem = "check recipe failed: " + v.reason + (detail.empty() ? "" : ": " + detail);
+      }
+    }
+    report.files.push_back(std::move(fc));
+  }
+  return report;
+}
+
 ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) {
   Recorder rec(NewExecutionId(), sink);
   rec.Emit(Event::Kind::kQueued,
@@ -267,19 +411,9 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     files.push_back({lang.entry, req.code});
   }
   std::string entry_name = req.entry.empty() ? files.front().name : req.entry;
-  {
-    std::set<std::string> names;
-    for (size_t i = 0; i < files.size(); ++i) {
-      if (auto r = sandbox::ValidateRelativePath(files[i].name); !r) {
-        return reject("files[" + std::to_string(i) + "].name: " + r.error().message());
-      }
-      if (!names.insert(files[i].name).second) {
-        return reject("files[" + std::to_string(i) + "].name: duplicate \"" + files[i].name + "\"");
-      }
-    }
-    if (!names.contains(entry_name))
-      return reject("entry: \"" + entry_name + "\" is not among the files");
-  }
+  if (auto bad = ValidateFiles(files); !bad.empty()) return reject(bad);
+  if (std::none_of(files.begin(), files.end(), [&](const auto& f) { return f.name == entry_name; }))
+    return reject("entry: \"" + entry_name + "\" is not among the files");
   for (const auto& [k, v] : req.env) {
     if (!ValidEnvName(k)) return reject("env: invalid variable name \"" + k + "\"");
     if (v.find('\0') != std::string::npos) return reject("env." + k + ": contains a NUL byte");
@@ -291,12 +425,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   }
   if (req.network) return reject("network: network access is not enabled on this server");
 
-  auto override_of = [](const std::map<std::string, LimitSet>& m, const std::string& id) {
-    auto it = m.find(id);
-    return it == m.end() ? LimitSet{} : it->second;
-  };
-  auto limits = ResolveLimits({req.limits, override_of(config_.language_limits, lang.id),
-                               lang.run.limits, config_.limits, config_.ceiling});
+  auto limits = StageLimits(lang, req.limits, false);
   if (!limits) return reject(limits.error().message());
   uint64_t total_bytes = 0;
   for (const auto& f : files) total_bytes += f.content.size();
@@ -306,13 +435,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   }
   LimitSet compile_limits;
   if (lang.compile) {
-    LimitSet global = config_.compile_limits;
-    for (size_t i = 0; i < languages::kLimitCount; ++i) {
-      if (!global.values[i]) global.values[i] = config_.limits.values[i];
-    }
-    auto cl =
-        ResolveLimits({req.compile_limits, override_of(config_.language_compile_limits, lang.id),
-                       lang.compile->limits, global, config_.ceiling});
+    auto cl = StageLimits(lang, req.compile_limits, true);
     if (!cl) return reject("compile_" + cl.error().message());
     compile_limits = *cl;
   }
@@ -323,8 +446,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
             {"compile_limits", lang.compile ? LimitsToJson(compile_limits) : json(nullptr)},
             {"version", version}});
 
-  const std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work",
-                                        "TMPDIR=/tmp", "LANG=C.UTF-8", "USER=sandbox"};
+  const std::vector<std::string>& env = kSandboxEnv;
   json final_extra = {
       {"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
 
@@ -336,16 +458,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if (lang.compile) {
     const auto& recipe = *lang.compile;
     rec.Emit(Event::Kind::kCompileStarted);
-    std::vector<std::string> sources;
-    for (const auto& f : files) {
-      std::string ext = Extension(f.name);
-      if (std::find(recipe.source_extensions.begin(), recipe.source_extensions.end(), ext) !=
-          recipe.source_extensions.end()) {
-        sources.push_back(f.name);
-      }
-    }
-    std::stable_partition(sources.begin(), sources.end(),
-                          [&](const std::string& s) { return s == entry_name; });
+    std::vector<std::string> sources = SourcesFor(files, recipe.source_extensions, entry_name);
     sandbox::SandboxSpec spec;
     spec.argv = ExpandCommand(recipe.command, entry_name, sources, {});
     spec.env = WithVars(env, recipe.env);

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <string>
 
+#include "engine/analyzer.h"
 #include "engine/config.h"
 #include "engine/events.h"
 #include "engine/request.h"
@@ -38,12 +39,20 @@ class Engine {
   // every event as it happens; the returned result is the fold of the same events.
   ExecutionResult Run(const ExecutionRequest& request, const EventSink& sink = nullptr);
 
+  // The analyzer: runs each target's [check] recipe in the sandbox (never the program itself).
+  // Never fails: a bad request sets `rejected`, a file that cannot be checked its `problem`.
+  CheckReport Check(const CheckRequest& request);
+
   languages::Registry& registry() { return registry_; }
   const EngineConfig& config() const { return config_; }
   // The language's installed version (probed once, cached).
   std::string VersionOf(const std::string& id);
 
  private:
+  // The limits of a stage: compile (true) or run, from `requested` over config and manifest.
+  Result<languages::LimitSet> StageLimits(const languages::Language& lang,
+                                          const languages::LimitSet& requested, bool compile) const;
+
   EngineConfig config_;
   languages::Registry registry_;
   std::mutex registry_mu_;

@@ -184,4 +184,31 @@ json ToJson(const ExecutionResult& r) {
   };
 }
 
+json ToJson(const CheckReport& r) {
+  json files = json::array();
+  for (const auto& f : r.files) {
+    json errors = json::array();
+    for (const auto& e : f.syntax_errors) {
+      errors.push_back(
+          {{"file", e.file}, {"line", e.line}, {"column", e.column}, {"message", e.message}});
+    }
+    json imports = json::array();
+    json missing = json::array();
+    for (const auto& i : f.imports) {
+      imports.push_back({{"name", i.name}, {"line", i.line}, {"available", i.available}});
+      if (!i.available) missing.push_back(i.name);
+    }
+    files.push_back({{"file", f.file},
+                     {"language", f.language.empty() ? json(nullptr) : json(f.language)},
+                     {"detected_by", f.detected_by.empty() ? json(nullptr) : json(f.detected_by)},
+                     {"syntax_errors", errors},
+                     {"imports", imports},
+                     {"missing", missing},
+                     {"problem", f.problem.empty() ? json(nullptr) : json(f.problem)}});
+  }
+  json out = {{"files", files}};
+  if (!r.rejected.empty()) out["rejected"] = r.rejected;
+  return out;
+}
+
 }  // namespace polyrun::engine

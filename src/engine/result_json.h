@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/analyzer.h"
 #include "engine/result.h"
 
 namespace polyrun::engine {
@@ -12,6 +13,7 @@ nlohmann::json ToJson(const languages::ErrorInfo& e);
 nlohmann::json ToJson(const languages::Diagnostic& d);
 nlohmann::json ToJson(const Usage& u);
 nlohmann::json ToJson(const StageResult& s);
+nlohmann::json ToJson(const CheckReport& r);
 // Limits as numbers in base units (ms, bytes, counts), keyed by limit name.
 nlohmann::json LimitsToJson(const languages::LimitSet& l);
 

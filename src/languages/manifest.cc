@@ -69,6 +69,21 @@ class Table {
     }
     return std::optional<NamedRegex>(std::move(*re));
   }
+  Result<std::vector<NamedRegex>> Regexes(const std::string& key) {
+    auto texts = Strings(key);
+    if (!texts) return std::unexpected(texts.error());
+    std::vector<NamedRegex> out;
+    for (size_t i = 0; i < texts->size(); ++i) {
+      const std::string where = Where(key) + "[" + std::to_string(i) + "]";
+      auto re = NamedRegex::Compile((*texts)[i]);
+      if (!re) return Fail(Errc::kParse, where + ": " + re.error().message());
+      if (check_patterns_) {
+        if (auto v = re->Validate(); !v) return Fail(Errc::kParse, where + ": " + v.error().message());
+      }
+      out.push_back(std::move(*re));
+    }
+    return out;
+  }
   Result<void> RejectUnknown() const {
     for (const auto& [key, value] : *table_) {
       if (!seen_.contains(key)) return Fail(Errc::kParse, Where(key) + ": unknown key");
@@ -106,7 +121,7 @@ Result<Recipe> ParseRecipe(Table& t, bool compile) {
   Recipe r;
   POLYRUN_TRY(command, t.Strings("command"));
   if (command.empty()) return Fail(Errc::kParse, t.Where("command") + ": required, non-empty");
-  if (command[0].empty() || command[0][0] != '/') {
+  if (!command[0].starts_with("/") && !command[0].starts_with("{lang_dir}/")) {
     return Fail(
         Errc::kParse,
         t.Where("command") + ": the program must be an absolute path, got \"" + command[0] + "\"");
@@ -228,13 +243,13 @@ Result<Language> ParseRoot(Table& t) {
     for (auto& b : binds) {
       if (b.empty() || b[0] != '/')
         return Fail(Errc::kParse, "sandbox.binds: \"" + b + "\" is not absolute");
-      lang.binds.push_back({b, false});
+      lang.binds.push_back({b, false, ""});
     }
     for (auto& b : optional_binds) {
       if (b.empty() || b[0] != '/') {
         return Fail(Errc::kParse, "sandbox.optional_binds: \"" + b + "\" is not absolute");
       }
-      lang.binds.push_back({b, true});
+      lang.binds.push_back({b, true, ""});
     }
     lang.syscalls = std::move(syscalls);
     if (auto u = sb->RejectUnknown(); !u) return std::unexpected(u.error());
@@ -249,6 +264,17 @@ Result<Language> ParseRoot(Table& t) {
   if (!run) return Fail(Errc::kParse, "run: required ([run] command)");
   POLYRUN_TRY(run_recipe, ParseRecipe(*run, false));
   lang.run = std::move(run_recipe);
+  POLYRUN_TRY(check, t.Sub("check"));
+  if (check) {
+    POLYRUN_TRY(check_recipe, ParseRecipe(*check, false));
+    lang.check = std::move(check_recipe);
+  }
+  POLYRUN_TRY(detect, t.Sub("detect"));
+  if (detect) {
+    POLYRUN_TRY(patterns, detect->Regexes("patterns"));
+    lang.detect = std::move(patterns);
+    if (auto u = detect->RejectUnknown(); !u) return std::unexpected(u.error());
+  }
   POLYRUN_TRY(errors, t.Sub("errors"));
   if (errors) {
     POLYRUN_TRY(rules, ParseErrors(*errors));

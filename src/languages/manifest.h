@@ -34,9 +34,13 @@ struct ErrorRules {
   int line_offset = 0;
 };
 
-// A compile or run recipe. Placeholders in `command`: {entry} (the entry file), {sources}
+// Where a language's own folder (its recipes) appears inside the sandbox when a command or env
+// value names {lang_dir}; the version command, run on the host, gets the host path instead.
+inline constexpr const char* kLangDirInSandbox = "/lang";
+
+// A compile, run or check recipe. Placeholders in `command`: {entry} (the entry file), {sources}
 // (every file whose extension is in source_extensions, expanded to several arguments),
-// {args} (the user's arguments, expanded).
+// {args} (the user's arguments, expanded), {lang_dir} (see kLangDirInSandbox).
 struct Recipe {
   std::vector<std::string> command;
   std::map<std::string, std::string> env;
@@ -57,6 +61,12 @@ struct Language {
   std::vector<std::string> syscalls;  // allowed on top of the default seccomp profile
   std::optional<Recipe> compile;
   Recipe run;
+  // The analyzer: run in the sandbox with the files, prints the check protocol (docs/languages.md)
+  // on stdout. {entry} is the file to check, {sources} every file of the language.
+  std::optional<Recipe> check;
+  // Content detection for files without a known extension or shebang: each pattern that
+  // matches some line scores one point.
+  std::vector<NamedRegex> detect;
   ErrorRules errors;
   bool sessions = false;
   std::string package_manager;

@@ -31,10 +31,38 @@ bool IsExecutable(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
+// Replaces every {lang_dir} in `s` with `dir`; true when there was one.
+bool ExpandLangDir(std::string& s, const std::string& dir) {
+  static constexpr std::string_view kPlaceholder = "{lang_dir}";
+  bool found = false;
+  for (size_t pos; (pos = s.find(kPlaceholder)) != std::string::npos;) {
+    s.replace(pos, kPlaceholder.size(), dir);
+    found = true;
+  }
+  return found;
+}
+
+// Resolves {lang_dir}: the host folder in the version command, kLangDirInSandbox in sandbox
+// recipes, which then also get the folder bound there read-only.
+void ResolveLangDir(Language& lang) {
+  for (auto& a : lang.version_command) ExpandLangDir(a, lang.dir);
+  bool used = false;
+  for (Recipe* r : {lang.compile ? &*lang.compile : nullptr, &lang.run,
+                    lang.check ? &*lang.check : nullptr}) {
+    if (r == nullptr) continue;
+    for (auto& a : r->command) used |= ExpandLangDir(a, kLangDirInSandbox);
+    for (auto& [k, v] : r->env) used |= ExpandLangDir(v, kLangDirInSandbox);
+  }
+  if (used) lang.binds.push_back({lang.dir, false, kLangDirInSandbox});
+}
+
 std::string CheckToolchain(const Language& lang) {
-  auto check = [](const std::vector<std::string>& cmd, const char* what) -> std::string {
-    if (!IsExecutable(cmd[0]))
-      return std::string(what) + " program " + cmd[0] + " is not installed";
+  auto check = [&](const std::vector<std::string>& cmd, const char* what) -> std::string {
+    std::string program = cmd[0];
+    const std::string inner = std::string(kLangDirInSandbox) + "/";
+    if (program.starts_with(inner)) program = lang.dir + "/" + program.substr(inner.size());
+    if (!IsExecutable(program))
+      return std::string(what) + " program " + program + " is not installed";
     return "";
   };
   // A compiled language runs its own artifact from the work dir; only the compiler is checked.
@@ -46,6 +74,9 @@ std::string CheckToolchain(const Language& lang) {
     if (auto p = check(lang.compile->command, "compile"); !p.empty()) return p;
   }
   if (auto p = check(lang.version_command, "version"); !p.empty()) return p;
+  if (lang.check) {
+    if (auto p = check(lang.check->command, "check"); !p.empty()) return p;
+  }
   for (const auto& b : lang.binds) {
     struct stat st {};
     if (!b.optional && ::lstat(b.path.c_str(), &st) != 0)
@@ -165,6 +196,7 @@ Result<LanguageEntry> Registry::LoadEntry(const std::string& dir, const std::str
     return entry;
   }
   lang->dir = dir + "/" + name;
+  ResolveLangDir(*lang);
   entry.problem = CheckToolchain(*lang);
   entry.usable = entry.problem.empty();
   entry.language = std::make_shared<const Language>(std::move(*lang));

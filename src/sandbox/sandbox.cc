@@ -110,8 +110,8 @@ class PlanBuilder {
     Parent(inner);
     Add({SetupStep::kFile, "", root_ + inner, "", data, size, mode, 0});
   }
-  // Returns false when the host lacks `host_path`.
-  bool Bind(const std::string& host_path) {
+  // Returns false when the host lacks `host_path`. `inner` is where it appears.
+  bool Bind(const std::string& host_path, const std::string& inner) {
     struct stat st {};
     if (::lstat(host_path.c_str(), &st) != 0) return false;
     if (S_ISLNK(st.st_mode)) {
@@ -119,16 +119,16 @@ class PlanBuilder {
       ssize_t n = ::readlink(host_path.c_str(), target, sizeof target - 1);
       if (n < 0) return false;
       target[n] = '\0';
-      if (!made_.contains(host_path)) Symlink(host_path, target);
+      if (!made_.contains(inner)) Symlink(inner, target);
       return true;
     }
     if (S_ISDIR(st.st_mode)) {
-      Mkdir(host_path);
+      Mkdir(inner);
     } else {
-      Parent(host_path);
-      Add({SetupStep::kTouch, "", root_ + host_path, "", nullptr, 0, 0644, 0});
+      Parent(inner);
+      Add({SetupStep::kTouch, "", root_ + inner, "", nullptr, 0, 0644, 0});
     }
-    Add({SetupStep::kBind, host_path, root_ + host_path, "", nullptr, 0, 0, 0});
+    Add({SetupStep::kBind, host_path, root_ + inner, "", nullptr, 0, 0, 0});
     return true;
   }
   void Device(const std::string& name) {
@@ -262,15 +262,18 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   PlanBuilder b(root);
   b.Tmpfs("/", "size=1m,nr_inodes=4096,mode=755", MS_NOSUID | MS_NODEV);
   for (const auto& bind : spec.binds) {
-    if (bind.path.empty() || bind.path[0] != '/') {
-      return Fail(Errc::kInvalidArgument,
-                  "sandbox: bind path \"" + bind.path + "\" is not absolute");
+    const std::string& inner = bind.target.empty() ? bind.path : bind.target;
+    for (const std::string* p : {&bind.path, &inner}) {
+      if (p->empty() || (*p)[0] != '/' || p->find("/..") != std::string::npos) {
+        return Fail(Errc::kInvalidArgument,
+                    "sandbox: bind path \"" + *p + "\" is not absolute and normal");
+      }
     }
     if (bind.path == root || bind.path.starts_with(root + "/")) {
       return Fail(Errc::kInvalidArgument,
                   "sandbox: bind path \"" + bind.path + "\" lies below the staging directory");
     }
-    if (!b.Bind(bind.path) && !bind.optional) {
+    if (!b.Bind(bind.path, inner) && !bind.optional) {
       return Fail(Errc::kNotFound, "sandbox: bind path \"" + bind.path + "\" does not exist");
     }
   }

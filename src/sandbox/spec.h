@@ -31,10 +31,12 @@ struct SandboxLimits {
   uint64_t tmp_bytes = 64u << 20;        // size of the /tmp tmpfs
 };
 
-// A host path made visible read-only (nosuid, nodev) at the same path inside the sandbox.
+// A host path made visible read-only (nosuid, nodev) inside the sandbox: at `target`, or at the
+// same path when `target` is empty.
 struct BindMount {
   std::string path;
   bool optional = false;  // silently skipped when the host lacks it
+  std::string target;     // absolute; empty = `path`
 };
 
 // A file written into /work before the program starts.

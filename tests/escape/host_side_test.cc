@@ -30,7 +30,9 @@ class HostSideTest : public EscapeTest {
     sandbox::SandboxSpec spec;
     spec.argv = {"/bin/sh", "-c", script};
     spec.env = {"PATH=/usr/bin:/bin"};
-    spec.binds = {{"/usr"}, {"/bin"}, {"/lib"}, {"/lib64", true}, {"/etc/ld.so.cache", true}};
+    for (const char* p : {"/usr", "/bin", "/lib", "/lib64", "/etc/ld.so.cache"}) {
+      spec.binds.push_back({p, std::string_view(p) == "/lib64" || std::string_view(p) == "/etc/ld.so.cache", ""});
+    }
     spec.collect = std::move(collect);
     spec.limits.wall_time = sandbox::Millis(5000);
     auto outcome = (*sb)->Run(spec);

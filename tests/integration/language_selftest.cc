@@ -9,6 +9,7 @@
 #include <toml.hpp>
 
 #include "polyrun_process.h"
+#include "util/base64.h"
 
 namespace polyrun::testing {
 namespace {
@@ -39,11 +40,49 @@ std::vector<SelfTest> Discover() {
 
 class LanguageSelfTest : public ::testing::TestWithParam<SelfTest> {};
 
+// A `check = true` case: `polyrun check --json` on the case's files, the entry's report.
+void ExpectCheck(const ProcessResult& p, const toml::value& expect) {
+  ASSERT_TRUE(p.exit_code == 0 || p.exit_code == 1) << p.err << p.out;
+  json r = json::parse(p.out);
+  const std::string context = r.dump(2);
+  ASSERT_FALSE(r["files"].empty()) << context;
+  const json& f = r["files"][0];
+  ASSERT_TRUE(f["problem"].is_null()) << context;
+  if (expect.contains("language")) {
+    EXPECT_EQ(f["language"], toml::find<std::string>(expect, "language")) << context;
+  }
+  if (expect.contains("syntax_errors")) {
+    EXPECT_EQ(f["syntax_errors"].size(), toml::find<size_t>(expect, "syntax_errors")) << context;
+  }
+  if (expect.contains("syntax_error_line")) {
+    ASSERT_FALSE(f["syntax_errors"].empty()) << context;
+    EXPECT_EQ(f["syntax_errors"][0]["line"], toml::find<int>(expect, "syntax_error_line"))
+        << context;
+    if (expect.contains("syntax_error_column")) {
+      EXPECT_EQ(f["syntax_errors"][0]["column"], toml::find<int>(expect, "syntax_error_column"))
+          << context;
+    }
+  }
+  if (expect.contains("imports")) {
+    std::vector<std::string> names;
+    for (const auto& i : f["imports"]) names.push_back(i["name"]);
+    EXPECT_EQ(names, toml::find<std::vector<std::string>>(expect, "imports")) << context;
+  }
+  if (expect.contains("missing")) {
+    EXPECT_EQ(f["missing"].get<std::vector<std::string>>(),
+              toml::find<std::vector<std::string>>(expect, "missing"))
+        << context;
+  }
+  const bool findings = !f["syntax_errors"].empty() || !f["missing"].empty();
+  EXPECT_EQ(p.exit_code, findings ? 1 : 0) << context;
+}
+
 TEST_P(LanguageSelfTest, Passes) {
   const SelfTest& t = GetParam();
   const toml::value spec = toml::parse(t.file.string());
   TempDir dir;
-  std::vector<std::string> args = {"run", "--json", "-l", t.language};
+  const bool check = toml::find_or<bool>(spec, "check", false);
+  std::vector<std::string> args = {check ? "check" : "run", "--json", "-l", t.language};
   std::vector<std::string> file_args;
   if (spec.contains("code")) {
     args.push_back("-c");
@@ -53,7 +92,13 @@ TEST_P(LanguageSelfTest, Passes) {
     file_args.push_back(entry);
     for (const auto& f : toml::find<toml::array>(spec, "files")) {
       const std::string name = toml::find<std::string>(f, "name");
-      dir.Write(name, toml::find<std::string>(f, "content"));
+      std::string content = toml::find<std::string>(f, "content");
+      if (toml::find_or<std::string>(f, "encoding", "utf8") == "base64") {
+        auto bytes = Base64Decode(content);
+        ASSERT_TRUE(bytes) << t.file << ": " << name << ": " << bytes.error().message();
+        content = std::move(*bytes);
+      }
+      dir.Write(name, content);
       if (name != entry) file_args.push_back(name);
     }
   }
@@ -77,9 +122,13 @@ TEST_P(LanguageSelfTest, Passes) {
   args.insert(args.end(), file_args.begin(), file_args.end());
 
   ProcessResult p = RunPolyrun(args, dir.path());
+  const toml::value& expect = toml::find(spec, "expect");
+  if (check) {
+    ExpectCheck(p, expect);
+    return;
+  }
   ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
   json r = json::parse(p.out);
-  const toml::value& expect = toml::find(spec, "expect");
   const std::string context = r.dump(2);
 
   EXPECT_EQ(r["status"], toml::find<std::string>(expect, "status")) << context;
@@ -91,6 +140,9 @@ TEST_P(LanguageSelfTest, Passes) {
   }
   if (expect.contains("stdout")) {
     EXPECT_EQ(r["stdout"], toml::find<std::string>(expect, "stdout")) << context;
+  }
+  if (expect.contains("error_type")) {
+    EXPECT_EQ(r["error"]["type"], toml::find<std::string>(expect, "error_type")) << context;
   }
   if (expect.contains("error_name")) {
     EXPECT_EQ(r["error"]["name"], toml::find<std::string>(expect, "error_name")) << context;

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace polyrun {
+
+// Incremental SHA-256 (OpenSSL). Fields are length-prefixed by Add so that concatenations
+// cannot collide ("ab"+"c" vs "a"+"bc").
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  Sha256& Add(std::string_view field);
+  std::string HexDigest();  // finishes the hash; call once
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+
+}  // namespace polyrun
