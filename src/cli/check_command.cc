@@ -54,9 +54,8 @@ int CheckCommand(const CheckOptions& o, const SettingsFlags& settings) {
   bool problems = false;
   for (const auto& f : report.files) {
     problems |= !f.problem.empty();
-    findings |= !f.syntax_errors.empty() ||
-                std::any_of(f.imports.begin(), f.imports.end(),
-                            [](const auto& i) { return !i.available; });
+    findings |= !f.syntax_errors.empty() || std::any_of(f.imports.begin(), f.imports.end(),
+                                                        [](const auto& i) { return !i.available; });
   }
   if (o.json) {
     std::cout << engine::ToJson(report).dump(2, ' ', false,
@@ -71,8 +70,9 @@ int CheckCommand(const CheckOptions& o, const SettingsFlags& settings) {
       std::cout << f.file << ": " << f.language << " (by " << f.detected_by << ")";
       std::cout << (f.syntax_errors.empty() ? ", parses" : "") << "\n";
       for (const auto& e : f.syntax_errors) {
-        std::cout << "  " << e.file << ":" << e.line << (e.column ? ":" + std::to_string(e.column) : "")
-                  << ": error: " << e.message << "\n";
+        std::cout << "  " << e.file << ":" << e.line
+                  << (e.column ? ":" + std::to_string(e.column) : "") << ": error: " << e.message
+                  << "\n";
       }
       for (const auto& i : f.imports) {
         std::cout << "  imports " << i.name << " (line " << i.line << ")"

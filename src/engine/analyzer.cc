@@ -48,7 +48,8 @@ Detection DetectLanguage(const languages::Registry& registry, std::string_view f
   }
   if (std::string interp = ShebangInterpreter(content); !interp.empty()) {
     for (std::string name = interp; !name.empty();) {
-      if (const auto* e = registry.Find(name); e != nullptr && name.find('.') == std::string::npos) {
+      if (const auto* e = registry.Find(name);
+          e != nullptr && name.find('.') == std::string::npos) {
         return {e, "shebang"};
       }
       // python3.11 → python3 → python

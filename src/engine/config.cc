@@ -1,5 +1,6 @@
 #include "engine/config.h"
 
+#include <algorithm>
 #include <array>
 #include <sstream>
 #include <toml.hpp>
@@ -10,13 +11,17 @@ namespace polyrun::engine {
 
 namespace {
 
-constexpr std::array<OptionDecl, 5> kSettings = {{
+constexpr std::array<OptionDecl, 6> kSettings = {{
     {"languages_dir", "languages-dir", OptionType::kString, "",
      "Directory of language folders (default: $POLYRUN_LANGUAGES, else the languages/ folder "
      "beside the binary's build or install tree)"},
     {"cache_dir", "cache-dir", OptionType::kString, "",
      "Cache directory for version probes and compiled artifacts (default: "
      "$XDG_CACHE_HOME/polyrun or ~/.cache/polyrun)"},
+    {"artifact_cache_size", "", OptionType::kSize, "1G",
+     "Bound of the compiled-artifact cache in cache_dir/artifacts (least recently used entries "
+     "are evicted; 0 turns the cache off)",
+     0, UINT64_MAX},
     {"sandbox.cgroup_root", "", OptionType::kString, "",
      "cgroup v2 directory under which runs get their cgroups (default: polyrun's own cgroup)"},
     {"sandbox.uid", "", OptionType::kCount, "",
@@ -51,6 +56,15 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
       auto s = GetString(value, key);
       if (!s) return std::unexpected(s.error());
       (key == "languages_dir" ? cfg.languages_dir : cfg.cache_dir) = *s;
+    } else if (key == "artifact_cache_size") {
+      const OptionDecl& decl = *std::find_if(kSettings.begin(), kSettings.end(),
+                                             [&](const OptionDecl& d) { return d.name == key; });
+      Result<uint64_t> n = value.is_integer() && value.as_integer() >= 0
+                               ? CheckOptionNumber(decl, static_cast<uint64_t>(value.as_integer()))
+                           : value.is_string() ? ParseOptionNumber(decl, value.as_string().str)
+                                               : Fail(Errc::kParse, key + ": expected a size");
+      if (!n) return std::unexpected(n.error());
+      cfg.artifact_cache_bytes = *n;
     } else if (key == "sandbox") {
       if (!value.is_table()) return Fail(Errc::kParse, "sandbox: expected a table");
       for (const auto& [k, v] : value.as_table()) {

@@ -18,9 +18,10 @@ struct EngineConfig {
   std::string cgroup_root;    // cgroup v2 directory to create runs under; empty: automatic
   int64_t sandbox_uid = -1;   // host uid the sandbox user maps to; -1: nobody (as root)
   int64_t sandbox_gid = -1;
-  languages::LimitSet limits;          // [limits]: global run defaults
-  languages::LimitSet compile_limits;  // [compile_limits]: global compile-stage defaults
-  languages::LimitSet ceiling;         // [ceiling]: no request may exceed these
+  uint64_t artifact_cache_bytes = 1ull << 30;  // compiled-artifact cache bound; 0: off
+  languages::LimitSet limits;                  // [limits]: global run defaults
+  languages::LimitSet compile_limits;          // [compile_limits]: global compile-stage defaults
+  languages::LimitSet ceiling;                 // [ceiling]: no request may exceed these
   std::map<std::string, languages::LimitSet> language_limits;  // [languages.ID.limits]
   std::map<std::string, languages::LimitSet>
       language_compile_limits;  // [languages.ID.compile_limits]

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +11,7 @@
 
 #include "engine/limits.h"
 #include "engine/result_json.h"
+#include "util/digest.h"
 #include "util/strings.h"
 
 namespace polyrun::engine {
@@ -185,6 +187,36 @@ std::vector<std::string> SourcesFor(const std::vector<RequestFile>& files,
 const std::vector<std::string> kSandboxEnv = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work",
                                               "TMPDIR=/tmp", "LANG=C.UTF-8", "USER=sandbox"};
 
+// The artifact cache key: everything the compiler's output depends on. Host programs named
+// by absolute path (the compiler, recipe scripts) contribute their size and mtime, so a
+// toolchain upgrade that keeps its version string still misses.
+std::string ArtifactKey(const languages::Language& lang, const std::string& version,
+                        const sandbox::SandboxSpec& spec) {
+  Sha256 h;
+  h.Add("polyrun-artifact-v1").Add(lang.id).Add(version);
+  const std::string inner = std::string(languages::kLangDirInSandbox) + "/";
+  for (const auto& a : spec.argv) {
+    h.Add(a);
+    if (!a.starts_with("/")) continue;
+    std::string host = a.starts_with(inner) ? lang.dir + "/" + a.substr(inner.size()) : a;
+    struct stat st {};
+    if (::stat(host.c_str(), &st) == 0) {
+      h.Add(std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+            std::to_string(st.st_mtim.tv_nsec));
+    }
+  }
+  h.Add("env");
+  for (const auto& e : spec.env) h.Add(e);
+  h.Add("files");
+  std::vector<const sandbox::SandboxFile*> files;
+  for (const auto& f : spec.files) files.push_back(&f);
+  std::sort(files.begin(), files.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (const auto* f : files) h.Add(f->name).Add(f->content);
+  h.Add("artifacts");
+  for (const auto& a : spec.collect) h.Add(a);
+  return h.HexDigest();
+}
+
 bool KilledByUs(Termination t) {
   return t == Termination::kWallTimeout || t == Termination::kCpuTimeout ||
          t == Termination::kMemoryLimit || t == Termination::kOutputLimit ||
@@ -244,12 +276,18 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, const
   if (config.sandbox_gid >= 0) sc.host_gid = static_cast<gid_t>(config.sandbox_gid);
   auto sb = sandbox::Sandbox::Create(std::move(sc));
   if (!sb) return std::unexpected(sb.error());
-  return std::make_unique<Engine>(config, std::move(*registry), std::move(*sb));
+  auto cache = ArtifactCache::Open(config.cache_dir.empty() ? "" : config.cache_dir + "/artifacts",
+                                   config.artifact_cache_bytes);
+  if (!cache) return std::unexpected(cache.error());
+  return std::make_unique<Engine>(config, std::move(*registry), std::move(*sb), std::move(*cache));
 }
 
 Engine::Engine(EngineConfig config, languages::Registry registry,
-               std::unique_ptr<sandbox::Sandbox> sb)
-    : config_(std::move(config)), registry_(std::move(registry)), sandbox_(std::move(sb)) {}
+               std::unique_ptr<sandbox::Sandbox> sb, ArtifactCache cache)
+    : config_(std::move(config)),
+      registry_(std::move(registry)),
+      sandbox_(std::move(sb)),
+      cache_(std::move(cache)) {}
 
 std::string Engine::VersionOf(const std::string& id) {
   std::lock_guard lock(registry_mu_);
@@ -271,8 +309,7 @@ Result<LimitSet> Engine::StageLimits(const languages::Language& lang, const Limi
     if (!global.values[i]) global.values[i] = config_.limits.values[i];
   }
   return ResolveLimits({requested, override_of(config_.language_compile_limits),
-                        lang.compile ? lang.compile->limits : LimitSet{}, global,
-                        config_.ceiling});
+                        lang.compile ? lang.compile->limits : LimitSet{}, global, config_.ceiling});
 }
 
 CheckReport Engine::Check(const CheckRequest& req) {
@@ -307,8 +344,8 @@ CheckReport Engine::Check(const CheckRequest& req) {
     auto file = std::find_if(req.files.begin(), req.files.end(),
                              [&](const auto& f) { return f.name == targets[t]; });
     if (file == req.files.end()) {
-      report.rejected = "targets[" + std::to_string(t) + "]: \"" + targets[t] +
-                        "\" is not among the files";
+      report.rejected =
+          "targets[" + std::to_string(t) + "]: \"" + targets[t] + "\" is not among the files";
       report.files.clear();
       return report;
     }
@@ -318,8 +355,9 @@ CheckReport Engine::Check(const CheckRequest& req) {
       d = DetectLanguage(registry_, file->name, file->content);
     }
     if (d.entry == nullptr) {
-      fc.problem = "language: cannot tell the language (no known extension, shebang or content "
-                   "pattern); name it with --language";
+      fc.problem =
+          "language: cannot tell the language (no known extension, shebang or content "
+          "pattern); name it with --language";
       report.files.push_back(std::move(fc));
       continue;
     }
@@ -356,8 +394,8 @@ CheckReport Engine::Check(const CheckRequest& req) {
     } else {
       size_t records = ParseCheckOutput(outcome->stdout_data, fc);
       Verdict v = Judge(*outcome, *limits, false);
-      bool failed = outcome->termination != Termination::kExited ||
-                    (outcome->exit_code != 0 && records == 0);
+      bool failed =
+          outcome->termination != Termination::kExited || (outcome->exit_code != 0 && records == 0);
       if (failed) {
         std::string detail(Trim(outcome->stderr_data.substr(0, 500)));
         fc.problem = "check recipe failed: " + v.reason + (detail.empty() ? "" : ": " + detail);
@@ -472,62 +510,82 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       rec.Emit(Event::Kind::kCompileOutput, nullptr, std::string(chunk),
                s == sandbox::Stream::kStdout ? "stdout" : "stderr");
     };
-    auto outcome = sandbox_->Run(spec);
-    if (!outcome) {
-      rec.Emit(Event::Kind::kCompileFinished, {{"status", "internal_error"}});
-      return finish(Status::kInternalError, "compile stage: " + outcome.error().message(),
-                    final_extra);
-    }
-    Verdict v = Judge(*outcome, compile_limits, true);
-    StageResult stage;
-    stage.status = v.status;
-    if (outcome->termination == Termination::kExited) stage.exit_code = outcome->exit_code;
-    stage.signal = outcome->signal;
-    stage.stdout_truncated = outcome->stdout_truncated;
-    stage.stderr_truncated = outcome->stderr_truncated;
-    stage.usage = {static_cast<uint64_t>(outcome->wall.count()),
-                   static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes};
-    stage.diagnostics = languages::ParseDiagnostics(
-        lang.errors, outcome->stderr_data + "\n" + outcome->stdout_data);
-    if (v.status == Status::kOk) {
+    const std::string cache_key = cache_.enabled() ? ArtifactKey(lang, version, spec) : "";
+    if (auto hit = cache_key.empty() ? std::nullopt : cache_.Lookup(cache_key);
+        hit && std::all_of(recipe.artifacts.begin(), recipe.artifacts.end(),
+                           [&](const auto& a) { return hit->contains(a); })) {
+      StageResult stage;
+      stage.exit_code = 0;
+      stage.cached = true;
+      rec.Emit(Event::Kind::kCompileFinished, ToJson(stage));
       for (const auto& a : recipe.artifacts) {
-        if (!outcome->artifacts.contains(a)) {
-          v = {Status::kInternalError, "",
-               "compile stage: the compiler succeeded but produced no " + a};
-          stage.status = v.status;
+        std::erase_if(sandbox_files, [&](const auto& f) { return f.name == a; });
+        sandbox_files.push_back({a, std::move((*hit)[a]), true});
+      }
+    } else {
+      auto outcome = sandbox_->Run(spec);
+      if (!outcome) {
+        rec.Emit(Event::Kind::kCompileFinished, {{"status", "internal_error"}});
+        return finish(Status::kInternalError, "compile stage: " + outcome.error().message(),
+                      final_extra);
+      }
+      Verdict v = Judge(*outcome, compile_limits, true);
+      StageResult stage;
+      stage.status = v.status;
+      if (outcome->termination == Termination::kExited) stage.exit_code = outcome->exit_code;
+      stage.signal = outcome->signal;
+      stage.stdout_truncated = outcome->stdout_truncated;
+      stage.stderr_truncated = outcome->stderr_truncated;
+      stage.usage = {static_cast<uint64_t>(outcome->wall.count()),
+                     static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes};
+      stage.diagnostics = languages::ParseDiagnostics(
+          lang.errors, outcome->stderr_data + "\n" + outcome->stdout_data);
+      if (v.status == Status::kOk) {
+        for (const auto& a : recipe.artifacts) {
+          if (!outcome->artifacts.contains(a)) {
+            v = {Status::kInternalError, "",
+                 "compile stage: the compiler succeeded but produced no " + a};
+            stage.status = v.status;
+          }
         }
       }
-    }
-    rec.Emit(Event::Kind::kCompileFinished, ToJson(stage));
-    if (v.status != Status::kOk) {
-      final_extra["limit"] = v.limit;
-      if (v.status == Status::kCompileError) {
-        auto first = std::find_if(stage.diagnostics.begin(), stage.diagnostics.end(),
-                                  [](const auto& d) { return d.severity == "error"; });
-        languages::ErrorInfo err;
-        err.type = "compile";
-        err.name = "CompileError";
-        if (first != stage.diagnostics.end()) {
-          err.message = first->message;
-          err.file = first->file;
-          err.line = first->line;
-          err.column = first->column;
-        } else {
-          err.message = v.reason;
+      rec.Emit(Event::Kind::kCompileFinished, ToJson(stage));
+      if (v.status != Status::kOk) {
+        final_extra["limit"] = v.limit;
+        if (v.status == Status::kCompileError) {
+          auto first = std::find_if(stage.diagnostics.begin(), stage.diagnostics.end(),
+                                    [](const auto& d) { return d.severity == "error"; });
+          languages::ErrorInfo err;
+          err.type = "compile";
+          err.name = "CompileError";
+          if (first != stage.diagnostics.end()) {
+            err.message = first->message;
+            err.file = first->file;
+            err.line = first->line;
+            err.column = first->column;
+          } else {
+            err.message = v.reason;
+          }
+          final_extra["error"] = ToJson(err);
+          v.reason =
+              "compilation failed" +
+              (first != stage.diagnostics.end()
+                   ? ": " + first->file + ":" + std::to_string(first->line) + ": " + first->message
+                   : "");
         }
-        final_extra["error"] = ToJson(err);
-        v.reason =
-            "compilation failed" +
-            (first != stage.diagnostics.end()
-                 ? ": " + first->file + ":" + std::to_string(first->line) + ": " + first->message
-                 : "");
+        final_extra["usage"] = ToJson(stage.usage);
+        return finish(v.status, v.reason, final_extra);
       }
-      final_extra["usage"] = ToJson(stage.usage);
-      return finish(v.status, v.reason, final_extra);
-    }
-    for (const auto& a : recipe.artifacts) {
-      std::erase_if(sandbox_files, [&](const auto& f) { return f.name == a; });
-      sandbox_files.push_back({a, outcome->artifacts[a], true});
+      if (!cache_key.empty()) {
+        ArtifactCache::Artifacts keep;
+        for (const auto& a : recipe.artifacts) keep[a] = outcome->artifacts[a];
+        // A cache: a failed store only costs the next identical run a compile.
+        [[maybe_unused]] auto stored = cache_.Store(cache_key, keep);
+      }
+      for (const auto& a : recipe.artifacts) {
+        std::erase_if(sandbox_files, [&](const auto& f) { return f.name == a; });
+        sandbox_files.push_back({a, outcome->artifacts[a], true});
+      }
     }
   }
 

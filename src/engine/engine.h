@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/analyzer.h"
+#include "engine/artifact_cache.h"
 #include "engine/config.h"
 #include "engine/events.h"
 #include "engine/request.h"
@@ -32,7 +33,8 @@ class Engine {
     return Create(config, Options{});
   }
   // For tests and tools that bring their own registry and sandbox.
-  Engine(EngineConfig config, languages::Registry registry, std::unique_ptr<sandbox::Sandbox> sb);
+  Engine(EngineConfig config, languages::Registry registry, std::unique_ptr<sandbox::Sandbox> sb,
+         ArtifactCache cache = {});
 
   // Runs one request to completion. Never fails: problems become the result's status
   // (`rejected` for the caller's mistakes, `internal_error` for ours). `sink` (optional) sees
@@ -57,6 +59,7 @@ class Engine {
   languages::Registry registry_;
   std::mutex registry_mu_;
   std::unique_ptr<sandbox::Sandbox> sandbox_;
+  ArtifactCache cache_;
 };
 
 // A new execution id: time-ordered, unique, URL-safe ("ex_" + 26 chars).

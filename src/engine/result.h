@@ -48,6 +48,7 @@ struct StageResult {
   bool stdout_truncated = false, stderr_truncated = false;
   std::vector<languages::Diagnostic> diagnostics;
   Usage usage;
+  bool cached = false;  // compile: the artifacts came from the artifact cache, nothing ran
 };
 
 struct ExecutionResult {

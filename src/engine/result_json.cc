@@ -132,7 +132,8 @@ json ToJson(const StageResult& s) {
           {"stderr", s.stderr_text},
           {"truncated", {{"stdout", s.stdout_truncated}, {"stderr", s.stderr_truncated}}},
           {"diagnostics", diags},
-          {"usage", ToJson(s.usage)}};
+          {"usage", ToJson(s.usage)},
+          {"cached", s.cached}};
 }
 
 StageResult StageFromJson(const json& j) {
@@ -150,6 +151,7 @@ StageResult StageFromJson(const json& j) {
   for (const auto& d : j.value("diagnostics", json::array()))
     s.diagnostics.push_back(DiagnosticFromJson(d));
   if (j.contains("usage")) s.usage = UsageFromJson(j["usage"]);
+  s.cached = j.value("cached", false);
   return s;
 }
 

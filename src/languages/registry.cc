@@ -195,7 +195,10 @@ Result<LanguageEntry> Registry::LoadEntry(const std::string& dir, const std::str
                     "\" does not match its folder \"" + name + "\"";
     return entry;
   }
-  lang->dir = dir + "/" + name;
+  // Canonical: the folder is bound into sandboxes and named in cache keys.
+  char* real = ::realpath((dir + "/" + name).c_str(), nullptr);
+  lang->dir = real != nullptr ? real : dir + "/" + name;
+  std::free(real);
   ResolveLangDir(*lang);
   entry.problem = CheckToolchain(*lang);
   entry.usable = entry.problem.empty();

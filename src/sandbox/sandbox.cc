@@ -263,11 +263,14 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   b.Tmpfs("/", "size=1m,nr_inodes=4096,mode=755", MS_NOSUID | MS_NODEV);
   for (const auto& bind : spec.binds) {
     const std::string& inner = bind.target.empty() ? bind.path : bind.target;
-    for (const std::string* p : {&bind.path, &inner}) {
-      if (p->empty() || (*p)[0] != '/' || p->find("/..") != std::string::npos) {
-        return Fail(Errc::kInvalidArgument,
-                    "sandbox: bind path \"" + *p + "\" is not absolute and normal");
-      }
+    if (bind.path.empty() || bind.path[0] != '/') {
+      return Fail(Errc::kInvalidArgument,
+                  "sandbox: bind path \"" + bind.path + "\" is not absolute");
+    }
+    // The host path is trusted (a manifest's); where it appears must not climb out of the root.
+    if (inner[0] != '/' || inner.find("/..") != std::string::npos) {
+      return Fail(Errc::kInvalidArgument,
+                  "sandbox: bind target \"" + inner + "\" is not absolute and normal");
     }
     if (bind.path == root || bind.path.starts_with(root + "/")) {
       return Fail(Errc::kInvalidArgument,

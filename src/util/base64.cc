@@ -35,7 +35,7 @@ Result<std::string> Base64Decode(std::string_view text) {
   }
   if (pad > 2) return Fail(Errc::kInvalidArgument, "base64: too much padding");
   std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(),
-                                                                       &EVP_ENCODE_CTX_free);
+                                                                      &EVP_ENCODE_CTX_free);
   if (!ctx) throw std::bad_alloc();
   EVP_DecodeInit(ctx.get());
   std::string out(text.size() / 4 * 3 + 3, '\0');

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 namespace polyrun {
@@ -73,7 +74,10 @@ Result<void> WriteFileAt(int dir_fd, const char* name, std::string_view data) {
 }
 
 Result<void> WriteFileAtomic(const std::string& path, std::string_view data) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // Unique per process and call: threads of one server may write the same path at once.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp =
+      path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
   if (!fd.valid()) return SysFail("open", tmp);
   if (!WriteAll(fd.get(), data.data(), data.size())) {

@@ -198,3 +198,90 @@ TEST(Cli, OptionsDocumentIsGeneratedFromTheDeclarations) {
 
 }  // namespace
 }  // namespace polyrun::testing
+
+namespace polyrun::testing {
+namespace {
+
+// A C program, compiled once and then served from the artifact cache in `cache`.
+json RunCached(const TempDir& dir, const std::string& cache, const std::string& file) {
+  auto p = RunPolyrun({"--cache-dir", cache, "run", "--json", file}, dir.path());
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  return json::parse(p.out);
+}
+
+TEST(ArtifactCache, ASecondIdenticalCompileIsServedFromTheCache) {
+  TempDir dir;
+  TempDir cache;
+  dir.Write("hello.cpp", "#include <iostream>\nint main() { std::cout << \"cached hi\\n\"; }\n");
+  json first = RunCached(dir, cache.path(), "hello.cpp");
+  EXPECT_EQ(first["stdout"], "cached hi\n") << first.dump(2);
+  EXPECT_FALSE(first["compile"]["cached"].get<bool>());
+  json second = RunCached(dir, cache.path(), "hello.cpp");
+  EXPECT_EQ(second["stdout"], "cached hi\n") << second.dump(2);
+  EXPECT_TRUE(second["compile"]["cached"].get<bool>());
+  // Any change to the sources is a different key.
+  dir.Write("hello.cpp",
+            "#include <iostream>\nint main() { std::cout << \"cached hi\\n\"; }  // edit\n");
+  json third = RunCached(dir, cache.path(), "hello.cpp");
+  EXPECT_FALSE(third["compile"]["cached"].get<bool>());
+}
+
+TEST(ArtifactCache, ARunCannotTamperWithTheCachedBinaryOrSeeTheCache) {
+  TempDir dir;
+  TempDir cache;
+  // Replaces its own binary in /work, then looks for the host's cache directory.
+  dir.Write("evil.c", R"(#include <stdio.h>
+#include <unistd.h>
+#include <fcntl.h>
+int main(int argc, char** argv) {
+  unlink("/work/main");
+  int fd = open("/work/main", O_WRONLY | O_CREAT | O_TRUNC, 0755);
+  int wrote = fd >= 0 && write(fd, "#!/bin/sh\necho pwned\n", 22) == 22;
+  printf("genuine binary ran; replaced=%d cache_visible=%d\n", wrote,
+         access(argv[1], F_OK) == 0);
+  return 0;
+}
+)");
+  auto run = [&] {
+    auto p = RunPolyrun({"--cache-dir", cache.path(), "run", "--json", "evil.c", "--arg",
+                         cache.path() + "/artifacts"},
+                        dir.path());
+    EXPECT_EQ(p.exit_code, 0) << p.err;
+    return json::parse(p.out);
+  };
+  json first = run();
+  EXPECT_EQ(first["stdout"], "genuine binary ran; replaced=1 cache_visible=0\n") << first.dump(2);
+  json second = run();
+  EXPECT_TRUE(second["compile"]["cached"].get<bool>()) << second.dump(2);
+  EXPECT_EQ(second["stdout"], "genuine binary ran; replaced=1 cache_visible=0\n")
+      << second.dump(2);
+}
+
+TEST(Check, UndetectableFilesAreNamedAndExitTwo) {
+  TempDir dir;
+  dir.Write("notes", "just some words\n");
+  auto p = RunPolyrun({"check", "notes"}, dir.path());
+  EXPECT_EQ(p.exit_code, 2) << p.out << p.err;
+  EXPECT_NE(p.out.find("notes: not checked: language: cannot tell the language"),
+            std::string::npos)
+      << p.out;
+  auto bad = RunPolyrun({"check", "-l", "cobol-2077", "-c", "x"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("cobol-2077"), std::string::npos) << bad.err;
+}
+
+TEST(Check, DetectsByShebangAndDoesNotRunTheProgram) {
+  TempDir dir;
+  dir.Write("script", "#!/usr/bin/env python3\nimport os\nopen('/work/ran', 'w')\nprint(\n");
+  auto p = RunPolyrun({"check", "--json", "script"}, dir.path());
+  EXPECT_EQ(p.exit_code, 1) << p.out << p.err;
+  json r = json::parse(p.out);
+  const json& f = r["files"][0];
+  EXPECT_EQ(f["language"], "python") << r.dump(2);
+  EXPECT_EQ(f["detected_by"], "shebang");
+  ASSERT_EQ(f["syntax_errors"].size(), 1u) << r.dump(2);
+  EXPECT_EQ(f["syntax_errors"][0]["line"], 4);
+}
+
+}  // namespace
+}  // namespace polyrun::testing
