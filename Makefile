@@ -81,11 +81,12 @@ lint: build format-check
 	git ls-files 'src/*_test.cc' | xargs -P $(JOBS) -n 1 clang-tidy-19 -p build --quiet \
 	  --checks=-bugprone-unchecked-optional-access
 
-## bench: cold-run latency against the bare interpreters and bubblewrap
+## bench: cold-run latency against the bare toolchains and bubblewrap; the artifact cache
 bench: setup
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS)
 	bench/cold_start.sh ./build-release/polyrun
+	./build-release/bench/compile_cache_bench
 
 clean:
 	rm -rf build build-asan build-release

@@ -18,6 +18,8 @@ cat > "$WORK/hello.c" <<'C'
 int main(void) { puts("1"); return 0; }
 C
 /usr/bin/gcc -O2 -o "$WORK/hello" "$WORK/hello.c"
+# Compile+run means compiling every time: the artifact cache is off in this config.
+printf 'artifact_cache_size = 0\n' > "$WORK/nocache.toml"
 
 BWRAP=(bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL
        --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin
@@ -30,7 +32,8 @@ CASES=(
   "python|/usr/bin/python3 -c 'print(1)'|$POLYRUN run -l python -c 'print(1)'|$(q "${BWRAP[@]}") /usr/bin/python3 -c 'print(1)'"
   "node|/usr/bin/node -e 'console.log(1)'|$POLYRUN run -l javascript -c 'console.log(1)'|$(q "${BWRAP[@]}") /usr/bin/node -e 'console.log(1)'"
   "bash|/usr/bin/bash -c 'echo 1'|$POLYRUN run -l bash -c 'echo 1'|$(q "${BWRAP[@]}") /usr/bin/bash -c 'echo 1'"
-  "c (compile+run)|/usr/bin/bash -c '/usr/bin/gcc -O2 -o $WORK/h2 $WORK/hello.c && $WORK/h2'|$POLYRUN run $WORK/hello.c|$(q "${BWRAP[@]}" --bind "$WORK" "$WORK") /usr/bin/bash -c '/usr/bin/gcc -O2 -o $WORK/h3 $WORK/hello.c && $WORK/h3'"
+  "c (compile+run)|/usr/bin/bash -c '/usr/bin/gcc -O2 -o $WORK/h2 $WORK/hello.c && $WORK/h2'|$POLYRUN --config $WORK/nocache.toml run $WORK/hello.c|$(q "${BWRAP[@]}" --bind "$WORK" "$WORK") /usr/bin/bash -c '/usr/bin/gcc -O2 -o $WORK/h3 $WORK/hello.c && $WORK/h3'"
+  "c (cached compile+run)|$WORK/hello|$POLYRUN run $WORK/hello.c|$(q "${BWRAP[@]}" --ro-bind "$WORK" "$WORK") $WORK/hello"
   "c (run only)|$WORK/hello||$(q "${BWRAP[@]}" --ro-bind "$WORK" "$WORK") $WORK/hello"
 )
 
