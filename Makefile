@@ -87,6 +87,7 @@ bench: setup
 	cmake --build --preset release -j $(JOBS)
 	bench/cold_start.sh ./build-release/polyrun
 	./build-release/bench/compile_cache_bench
+	bench/languages.py ./build-release/polyrun
 
 clean:
 	rm -rf build build-asan build-release

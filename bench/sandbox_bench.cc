@@ -63,7 +63,8 @@ void BM_Sandboxed(benchmark::State& state) {
   SandboxSpec spec;
   spec.argv = argv;
   spec.env = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"};
-  for (const char* p : {"/usr", "/bin", "/lib", "/lib64", "/etc/ld.so.cache"}) spec.binds.push_back({p, false, ""});
+  for (const char* p : {"/usr", "/bin", "/lib", "/lib64", "/etc/ld.so.cache"})
+    spec.binds.push_back({p, false, ""});
   for (auto _ : state) {
     auto r = TheSandbox()->Run(spec);
     if (!r || r->exit_code != 0) state.SkipWithError("sandboxed run failed");

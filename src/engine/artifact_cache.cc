@@ -119,7 +119,8 @@ uint64_t ArtifactCache::TotalBytes() const {
 
 void ArtifactCache::Evict() const {
   UniqueFd lock(::open((dir_ + "/.evict.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (!lock.valid() || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return;  // someone else is at it
+  if (!lock.valid() || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
+    return;  // someone else is at it
   struct Entry {
     std::string name;
     timespec mtime;

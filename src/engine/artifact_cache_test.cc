@@ -32,7 +32,10 @@ TEST_F(ArtifactCacheTest, StoresAndFindsEveryArtifactByteForByte) {
   auto cache = ArtifactCache::Open(dir_.string(), 1 << 20);
   ASSERT_TRUE(cache) << cache.error().message();
   EXPECT_FALSE(cache->Lookup(Key("a")));
-  std::string binary("\x7f" "ELF\0\n\n12\n", 10);
+  std::string binary(
+      "\x7f"
+      "ELF\0\n\n12\n",
+      10);
   ASSERT_TRUE(cache->Store(Key("a"), {{"main", binary}, {"main.map", ""}}));
   auto hit = cache->Lookup(Key("a"));
   ASSERT_TRUE(hit);
@@ -79,8 +82,7 @@ TEST_F(ArtifactCacheTest, RefusesADirectoryOthersCanWrite) {
   ::chmod(dir_.c_str(), 0777);
   auto cache = ArtifactCache::Open(dir_.string(), 1 << 20);
   ASSERT_FALSE(cache);
-  EXPECT_NE(cache.error().message().find("writable"), std::string::npos)
-      << cache.error().message();
+  EXPECT_NE(cache.error().message().find("writable"), std::string::npos) << cache.error().message();
 }
 
 TEST_F(ArtifactCacheTest, ZeroSizeTurnsItOff) {

@@ -209,6 +209,7 @@ std::string ArtifactKey(const languages::Language& lang, const std::string& vers
   for (const auto& e : spec.env) h.Add(e);
   h.Add("files");
   std::vector<const sandbox::SandboxFile*> files;
+  files.reserve(spec.files.size());
   for (const auto& f : spec.files) files.push_back(&f);
   std::sort(files.begin(), files.end(), [](auto* a, auto* b) { return a->name < b->name; });
   for (const auto* f : files) h.Add(f->name).Add(f->content);
@@ -336,6 +337,7 @@ CheckReport Engine::Check(const CheckRequest& req) {
     }
   }
   std::vector<sandbox::SandboxFile> sandbox_files;
+  sandbox_files.reserve(req.files.size());
   for (const auto& f : req.files) sandbox_files.push_back({f.name, f.content, false});
 
   for (size_t t = 0; t < targets.size(); ++t) {

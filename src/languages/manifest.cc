@@ -78,7 +78,8 @@ class Table {
       auto re = NamedRegex::Compile((*texts)[i]);
       if (!re) return Fail(Errc::kParse, where + ": " + re.error().message());
       if (check_patterns_) {
-        if (auto v = re->Validate(); !v) return Fail(Errc::kParse, where + ": " + v.error().message());
+        if (auto v = re->Validate(); !v)
+          return Fail(Errc::kParse, where + ": " + v.error().message());
       }
       out.push_back(std::move(*re));
     }

@@ -47,8 +47,8 @@ bool ExpandLangDir(std::string& s, const std::string& dir) {
 void ResolveLangDir(Language& lang) {
   for (auto& a : lang.version_command) ExpandLangDir(a, lang.dir);
   bool used = false;
-  for (Recipe* r : {lang.compile ? &*lang.compile : nullptr, &lang.run,
-                    lang.check ? &*lang.check : nullptr}) {
+  for (Recipe* r :
+       {lang.compile ? &*lang.compile : nullptr, &lang.run, lang.check ? &*lang.check : nullptr}) {
     if (r == nullptr) continue;
     for (auto& a : r->command) used |= ExpandLangDir(a, kLangDirInSandbox);
     for (auto& [k, v] : r->env) used |= ExpandLangDir(v, kLangDirInSandbox);

@@ -31,7 +31,8 @@ class HostSideTest : public EscapeTest {
     spec.argv = {"/bin/sh", "-c", script};
     spec.env = {"PATH=/usr/bin:/bin"};
     for (const char* p : {"/usr", "/bin", "/lib", "/lib64", "/etc/ld.so.cache"}) {
-      spec.binds.push_back({p, std::string_view(p) == "/lib64" || std::string_view(p) == "/etc/ld.so.cache", ""});
+      spec.binds.push_back(
+          {p, std::string_view(p) == "/lib64" || std::string_view(p) == "/etc/ld.so.cache", ""});
     }
     spec.collect = std::move(collect);
     spec.limits.wall_time = sandbox::Millis(5000);

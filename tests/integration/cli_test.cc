@@ -253,8 +253,7 @@ int main(int argc, char** argv) {
   EXPECT_EQ(first["stdout"], "genuine binary ran; replaced=1 cache_visible=0\n") << first.dump(2);
   json second = run();
   EXPECT_TRUE(second["compile"]["cached"].get<bool>()) << second.dump(2);
-  EXPECT_EQ(second["stdout"], "genuine binary ran; replaced=1 cache_visible=0\n")
-      << second.dump(2);
+  EXPECT_EQ(second["stdout"], "genuine binary ran; replaced=1 cache_visible=0\n") << second.dump(2);
 }
 
 TEST(Check, UndetectableFilesAreNamedAndExitTwo) {
@@ -262,8 +261,7 @@ TEST(Check, UndetectableFilesAreNamedAndExitTwo) {
   dir.Write("notes", "just some words\n");
   auto p = RunPolyrun({"check", "notes"}, dir.path());
   EXPECT_EQ(p.exit_code, 2) << p.out << p.err;
-  EXPECT_NE(p.out.find("notes: not checked: language: cannot tell the language"),
-            std::string::npos)
+  EXPECT_NE(p.out.find("notes: not checked: language: cannot tell the language"), std::string::npos)
       << p.out;
   auto bad = RunPolyrun({"check", "-l", "cobol-2077", "-c", "x"});
   EXPECT_EQ(bad.exit_code, 2);
