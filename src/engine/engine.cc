@@ -341,7 +341,7 @@ CheckReport Engine::Check(const CheckRequest& req) {
   for (const auto& f : req.files) sandbox_files.push_back({f.name, f.content, false});
 
   for (size_t t = 0; t < targets.size(); ++t) {
-    FileCheck fc;
+    languages::FileCheck fc;
     fc.file = targets[t];
     auto file = std::find_if(req.files.begin(), req.files.end(),
                              [&](const auto& f) { return f.name == targets[t]; });
@@ -351,10 +351,10 @@ CheckReport Engine::Check(const CheckRequest& req) {
       report.files.clear();
       return report;
     }
-    Detection d{forced, "request"};
+    languages::Detection d{forced, "request"};
     if (forced == nullptr) {
       std::lock_guard lock(registry_mu_);
-      d = DetectLanguage(registry_, file->name, file->content);
+      d = languages::DetectLanguage(registry_, file->name, file->content);
     }
     if (d.entry == nullptr) {
       fc.problem =
@@ -394,7 +394,7 @@ CheckReport Engine::Check(const CheckRequest& req) {
     if (!outcome) {
       fc.problem = "check: " + outcome.error().message();
     } else {
-      size_t records = ParseCheckOutput(outcome->stdout_data, fc);
+      size_t records = languages::ParseCheckOutput(outcome->stdout_data, fc);
       Verdict v = Judge(*outcome, *limits, false);
       bool failed =
           outcome->termination != Termination::kExited || (outcome->exit_code != 0 && records == 0);

@@ -4,7 +4,7 @@
 #include <mutex>
 #include <string>
 
-#include "engine/analyzer.h"
+#include "engine/check.h"
 #include "engine/artifact_cache.h"
 #include "engine/config.h"
 #include "engine/events.h"

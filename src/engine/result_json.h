@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/analyzer.h"
+#include "engine/check.h"
 #include "engine/result.h"
 
 namespace polyrun::engine {

@@ -1,11 +1,11 @@
-#include "engine/analyzer.h"
+#include "languages/analyzer.h"
 
 #include <algorithm>
 #include <charconv>
 
 #include "util/strings.h"
 
-namespace polyrun::engine {
+namespace polyrun::languages {
 
 namespace {
 
@@ -38,7 +38,7 @@ std::string ShebangInterpreter(std::string_view content) {
   return i < words.size() ? std::string(BaseName(words[i])) : "";
 }
 
-Detection DetectLanguage(const languages::Registry& registry, std::string_view file_name,
+Detection DetectLanguage(const Registry& registry, std::string_view file_name,
                          std::string_view content) {
   std::string_view base = BaseName(file_name);
   if (auto dot = base.rfind('.'); dot != std::string_view::npos && dot > 0) {
@@ -58,7 +58,7 @@ Detection DetectLanguage(const languages::Registry& registry, std::string_view f
       name.resize(end + 1);
     }
   }
-  const languages::LanguageEntry* best = nullptr;
+  const LanguageEntry* best = nullptr;
   int best_score = 0;
   bool tie = false;
   std::vector<std::string> lines = Split(content, '\n');
@@ -103,4 +103,4 @@ size_t ParseCheckOutput(std::string_view text, FileCheck& out) {
   return records;
 }
 
-}  // namespace polyrun::engine
+}  // namespace polyrun::languages

@@ -4,19 +4,12 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/request.h"
 #include "languages/registry.h"
 
-namespace polyrun::engine {
+namespace polyrun::languages {
 
-// `polyrun check` / Engine::Check: what a program is and whether it would load, without
-// running it.
-struct CheckRequest {
-  std::string language;              // id, alias or extension for every target; empty: detect
-  std::vector<RequestFile> files;    // every file the targets may import
-  std::vector<std::string> targets;  // names among `files` to check; empty: all of them
-};
-
+// The analyzer's findings for one file (`polyrun check`): what the file is and whether it
+// would load, found by the language's [check] recipe without running the program.
 struct SyntaxError {
   std::string file;
   int line = 0;
@@ -39,21 +32,16 @@ struct FileCheck {
   std::string problem;              // why the file could not be checked; empty when it was
 };
 
-struct CheckReport {
-  std::string rejected;  // the request itself was invalid (names the field); no files then
-  std::vector<FileCheck> files;
-};
-
 // How a file's language was told. `entry` is null when nothing matched.
 struct Detection {
-  const languages::LanguageEntry* entry = nullptr;
+  const LanguageEntry* entry = nullptr;
   std::string how;
 };
 
 // Extension first, then a `#!` line (the interpreter's base name, through `env` and its -S,
 // with trailing version digits dropped as a fallback: python3.11 → python3 → python), then the
 // languages' [detect] patterns (most matching patterns wins; a tie is no answer).
-Detection DetectLanguage(const languages::Registry& registry, std::string_view file_name,
+Detection DetectLanguage(const Registry& registry, std::string_view file_name,
                          std::string_view content);
 
 // The interpreter a `#!` first line names ("" when none): "#!/usr/bin/env -S node --x" → "node".
@@ -63,4 +51,4 @@ std::string ShebangInterpreter(std::string_view content);
 // number of records read. Imports end up sorted and unique (first line kept).
 size_t ParseCheckOutput(std::string_view text, FileCheck& out);
 
-}  // namespace polyrun::engine
+}  // namespace polyrun::languages

@@ -1,11 +1,11 @@
-#include "engine/analyzer.h"
+#include "languages/analyzer.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
-namespace polyrun::engine {
+namespace polyrun::languages {
 namespace {
 
 namespace fs = std::filesystem;
@@ -52,7 +52,7 @@ class DetectTest : public ::testing::Test {
     fs::remove_all(dir_);
     Write("snake", "snk", R"(["snake3"])", R"(['^\s*def \w+\(', '^\s*import \w+'])");
     Write("gem", "gm", R"(["gem-ruby"])", R"(['^\s*def \w+\s*$', '^\s*end\s*$'])");
-    auto reg = languages::Registry::Load(dir_.string());
+    auto reg = Registry::Load(dir_.string());
     ASSERT_TRUE(reg) << reg.error().message();
     reg_ = std::move(*reg);
   }
@@ -66,7 +66,7 @@ class DetectTest : public ::testing::Test {
         << "[run]\ncommand = [\"/bin/true\"]\n[detect]\npatterns = " << patterns << "\n";
   }
   fs::path dir_;
-  languages::Registry reg_;
+  Registry reg_;
 };
 
 TEST_F(DetectTest, ExtensionThenShebangThenContent) {
@@ -98,4 +98,4 @@ TEST_F(DetectTest, NoEvidenceOrATieIsNoAnswer) {
 }
 
 }  // namespace
-}  // namespace polyrun::engine
+}  // namespace polyrun::languages
