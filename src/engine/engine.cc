@@ -84,10 +84,24 @@ std::string Extension(const std::string& name) {
   return name.substr(dot + 1);
 }
 
+// Replaces {entry} and {memory_mb} (the stage's memory limit in MiB, for runtimes that size
+// their heaps themselves and cannot see the cgroup) inside one token.
+std::string ExpandToken(std::string t, const std::string& entry, const LimitSet& limits) {
+  const std::pair<std::string_view, std::string> vars[] = {
+      {"{entry}", entry},
+      {"{memory_mb}", std::to_string(limits.Get(Limit::kMemory) >> 20)},
+  };
+  for (const auto& [name, value] : vars) {
+    for (size_t pos; (pos = t.find(name)) != std::string::npos;) t.replace(pos, name.size(), value);
+  }
+  return t;
+}
+
 std::vector<std::string> ExpandCommand(const std::vector<std::string>& cmd,
                                        const std::string& entry,
                                        const std::vector<std::string>& sources,
-                                       const std::vector<std::string>& args) {
+                                       const std::vector<std::string>& args,
+                                       const LimitSet& limits) {
   std::vector<std::string> out;
   for (const auto& token : cmd) {
     if (token == "{args}") {
@@ -95,12 +109,19 @@ std::vector<std::string> ExpandCommand(const std::vector<std::string>& cmd,
     } else if (token == "{sources}") {
       out.insert(out.end(), sources.begin(), sources.end());
     } else {
-      std::string t = token;
-      for (size_t pos; (pos = t.find("{entry}")) != std::string::npos;) t.replace(pos, 7, entry);
-      out.push_back(std::move(t));
+      out.push_back(ExpandToken(token, entry, limits));
     }
   }
   return out;
+}
+
+// The recipe's env over `base`, its values expanded like command tokens.
+std::vector<std::string> RecipeEnv(const std::vector<std::string>& base,
+                                   const languages::Recipe& recipe, const std::string& entry,
+                                   const LimitSet& limits) {
+  std::map<std::string, std::string> vars;
+  for (const auto& [k, v] : recipe.env) vars[k] = ExpandToken(v, entry, limits);
+  return WithVars(base, vars);
 }
 
 sandbox::SandboxLimits ToSandboxLimits(const LimitSet& l) {
@@ -193,7 +214,7 @@ const std::vector<std::string> kSandboxEnv = {"PATH=/usr/local/bin:/usr/bin:/bin
 std::string ArtifactKey(const languages::Language& lang, const std::string& version,
                         const sandbox::SandboxSpec& spec) {
   Sha256 h;
-  h.Add("polyrun-artifact-v1").Add(lang.id).Add(version);
+  h.Add("polyrun-artifact-v1").Add(lang.id).Add(version).Add(languages::FolderStamp(lang));
   const std::string inner = std::string(languages::kLangDirInSandbox) + "/";
   for (const auto& a : spec.argv) {
     h.Add(a);
@@ -296,14 +317,22 @@ std::string Engine::VersionOf(const std::string& id) {
 }
 
 Result<LimitSet> Engine::StageLimits(const languages::Language& lang, const LimitSet& requested,
-                                     bool compile) const {
+                                     bool compile, const LimitSet& own) const {
   auto override_of = [&](const std::map<std::string, LimitSet>& m) {
     auto it = m.find(lang.id);
     return it == m.end() ? LimitSet{} : it->second;
   };
+  // `own` (a check recipe's limits) goes over the stage's manifest defaults.
+  auto language = [&](const LimitSet& stage) {
+    LimitSet merged = own;
+    for (size_t i = 0; i < languages::kLimitCount; ++i) {
+      if (!merged.values[i]) merged.values[i] = stage.values[i];
+    }
+    return merged;
+  };
   if (!compile) {
-    return ResolveLimits({requested, override_of(config_.language_limits), lang.run.limits,
-                          config_.limits, config_.ceiling});
+    return ResolveLimits({requested, override_of(config_.language_limits),
+                          language(lang.run.limits), config_.limits, config_.ceiling});
   }
   LimitSet global = config_.compile_limits;
   for (size_t i = 0; i < languages::kLimitCount; ++i) {
@@ -376,7 +405,7 @@ CheckReport Engine::Check(const CheckRequest& req) {
       report.files.push_back(std::move(fc));
       continue;
     }
-    auto limits = StageLimits(lang, {}, lang.compile.has_value());
+    auto limits = StageLimits(lang, {}, lang.compile.has_value(), lang.check->limits);
     if (!limits) {
       fc.problem = limits.error().message();
       report.files.push_back(std::move(fc));
@@ -384,8 +413,8 @@ CheckReport Engine::Check(const CheckRequest& req) {
     }
     sandbox::SandboxSpec spec;
     spec.argv = ExpandCommand(lang.check->command, file->name,
-                              SourcesFor(req.files, lang.extensions, file->name), {});
-    spec.env = WithVars(kSandboxEnv, lang.check->env);
+                              SourcesFor(req.files, lang.extensions, file->name), {}, *limits);
+    spec.env = RecipeEnv(kSandboxEnv, *lang.check, file->name, *limits);
     spec.binds = lang.binds;
     spec.files = sandbox_files;
     spec.extra_syscalls = lang.syscalls;
@@ -500,8 +529,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     rec.Emit(Event::Kind::kCompileStarted);
     std::vector<std::string> sources = SourcesFor(files, recipe.source_extensions, entry_name);
     sandbox::SandboxSpec spec;
-    spec.argv = ExpandCommand(recipe.command, entry_name, sources, {});
-    spec.env = WithVars(env, recipe.env);
+    spec.argv = ExpandCommand(recipe.command, entry_name, sources, {}, compile_limits);
+    spec.env = RecipeEnv(env, recipe, entry_name, compile_limits);
     spec.binds = lang.binds;
     spec.files = sandbox_files;
     spec.collect = recipe.artifacts;
@@ -593,8 +622,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
 
   // ---- run ------------------------------------------------------------------------------
   sandbox::SandboxSpec spec;
-  spec.argv = ExpandCommand(lang.run.command, entry_name, {}, req.args);
-  spec.env = WithVars(WithVars(env, lang.run.env), req.env);
+  spec.argv = ExpandCommand(lang.run.command, entry_name, {}, req.args, *limits);
+  spec.env = WithVars(RecipeEnv(env, lang.run, entry_name, *limits), req.env);
   spec.binds = lang.binds;
   spec.files = std::move(sandbox_files);
   spec.stdin_data = req.stdin_data;

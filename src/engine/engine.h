@@ -4,8 +4,8 @@
 #include <mutex>
 #include <string>
 
-#include "engine/check.h"
 #include "engine/artifact_cache.h"
+#include "engine/check.h"
 #include "engine/config.h"
 #include "engine/events.h"
 #include "engine/request.h"
@@ -51,9 +51,11 @@ class Engine {
   std::string VersionOf(const std::string& id);
 
  private:
-  // The limits of a stage: compile (true) or run, from `requested` over config and manifest.
+  // The limits of a stage: compile (true) or run, from `requested` over config and manifest;
+  // `own` (a check recipe's) over the manifest's stage defaults.
   Result<languages::LimitSet> StageLimits(const languages::Language& lang,
-                                          const languages::LimitSet& requested, bool compile) const;
+                                          const languages::LimitSet& requested, bool compile,
+                                          const languages::LimitSet& own = {}) const;
 
   EngineConfig config_;
   languages::Registry registry_;

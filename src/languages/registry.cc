@@ -98,6 +98,26 @@ std::string CacheKey(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+std::string FolderStamp(const Language& lang) {
+  std::string out;
+  auto add = [&](int dir_fd, const char* name) {
+    struct stat st {};
+    if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+      out += std::string(name) + ":" + std::to_string(st.st_size) + ":" +
+             std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ";";
+    }
+  };
+  DIR* d = ::opendir(lang.dir.c_str());
+  if (d == nullptr) return out;
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+  std::sort(names.begin(), names.end());
+  for (const auto& n : names) add(::dirfd(d), n.c_str());
+  add(::dirfd(d), "node_modules/.package-lock.json");
+  ::closedir(d);
+  return out;
+}
+
 Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int timeout_ms) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return SysFail("pipe2", "version probe");
@@ -321,7 +341,7 @@ std::string Registry::VersionOf(const std::string& id, const std::string& cache_
     if (e.id != id || !e.language) continue;
     if (!e.version.empty()) return e.version;
     const Language& lang = *e.language;
-    std::string key = CacheKey(lang.version_command);
+    std::string key = CacheKey(lang.version_command) + "\x1f" + FolderStamp(lang);
     nlohmann::json cache = nlohmann::json::object();
     std::string cache_file = cache_dir.empty() ? "" : cache_dir + "/versions.json";
     if (!cache_file.empty()) {

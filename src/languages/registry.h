@@ -48,6 +48,11 @@ class Registry {
   std::vector<LanguageEntry> entries_;
 };
 
+// Size and mtime of what a language's folder provides to its recipes: its top-level files
+// (manifest, scripts) and an npm install's node_modules/.package-lock.json. Changes whenever
+// a recipe or a pinned npm toolchain does; part of the version and artifact cache keys.
+std::string FolderStamp(const Language& lang);
+
 // Runs a trusted host program (a toolchain's version command) with a clean environment and no
 // shell, returning its combined stdout and stderr. Bounded in time and output.
 Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int timeout_ms = 10000);

@@ -135,11 +135,12 @@ TEST(Cli, BadInputGetsAOneLineErrorNamingTheProblem) {
   EXPECT_NE(p.err.find("unknown file extension \".xyz\""), std::string::npos) << p.err;
 }
 
-TEST(Cli, LanguagesListsTheFiveAsUsable) {
+TEST(Cli, LanguagesListsAllSeventeenAsUsable) {
   auto p = RunPolyrun({"languages", "--json"});
   ASSERT_EQ(p.exit_code, 0) << p.err;
   json langs = json::parse(p.out);
-  for (const char* id : {"python", "javascript", "bash", "c", "cpp"}) {
+  for (const char* id : {"python", "javascript", "typescript", "ruby", "php", "lua", "r", "perl",
+                         "scheme", "bash", "sql", "c", "cpp", "rust", "go", "java", "wasm"}) {
     auto it =
         std::find_if(langs.begin(), langs.end(), [&](const json& l) { return l["id"] == id; });
     ASSERT_NE(it, langs.end()) << id;
