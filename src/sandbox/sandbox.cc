@@ -331,6 +331,14 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   for (auto* p : {&in, &out, &err, &status, &sync}) {
     if (!*p) return std::unexpected(p->error());
   }
+  // The program's stdio pipes belong to the sandbox user, so that reopening them by path
+  // (/dev/stdin, /dev/stdout, /proc/self/fd/N) passes the inode permission check like outside.
+  // They are its own streams: nothing else can be reached through them.
+  for (auto* p : {&in, &out, &err}) {
+    if (::fchown((*p)->read.get(), config_.host_uid, config_.host_gid) != 0 && errno != EPERM) {
+      return SysFail("fchown", "sandbox stdio pipe");
+    }
+  }
   plan.stdin_fd = in->read.get();
   plan.stdout_fd = out->write.get();
   plan.stderr_fd = err->write.get();

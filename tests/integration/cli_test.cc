@@ -46,6 +46,15 @@ TEST(Cli, FileRunReadsTheTerminalsStdin) {
   EXPECT_EQ(p.out, "SHOUT\n");
 }
 
+TEST(Cli, TheProgramCanReopenItsOwnStdioByPath) {
+  auto p = RunPolyrun({"run", "-l", "bash", "-c",
+                       "cat /dev/stdin; echo out > /dev/stdout; echo err > /dev/stderr",
+                       "--input", "from stdin\n"});
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.out, "from stdin\nout\n");
+  EXPECT_EQ(p.err, "err\n");
+}
+
 TEST(Cli, InputFlagFeedsStdin) {
   auto p = RunPolyrun({"run", "-l", "bash", "-c", "cat", "--input", "given"});
   EXPECT_EQ(p.exit_code, 0) << p.err;
