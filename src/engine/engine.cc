@@ -412,10 +412,10 @@ CheckReport Engine::Check(const CheckRequest& req) {
       continue;
     }
     sandbox::SandboxSpec spec;
+    spec.binds = languages::BindsFor(lang, *lang.check);
     spec.argv = ExpandCommand(lang.check->command, file->name,
                               SourcesFor(req.files, lang.extensions, file->name), {}, *limits);
     spec.env = RecipeEnv(kSandboxEnv, *lang.check, file->name, *limits);
-    spec.binds = lang.binds;
     spec.files = sandbox_files;
     spec.extra_syscalls = lang.syscalls;
     spec.limits = ToSandboxLimits(*limits);
@@ -531,7 +531,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     sandbox::SandboxSpec spec;
     spec.argv = ExpandCommand(recipe.command, entry_name, sources, {}, compile_limits);
     spec.env = RecipeEnv(env, recipe, entry_name, compile_limits);
-    spec.binds = lang.binds;
+    spec.binds = languages::BindsFor(lang, recipe);
     spec.files = sandbox_files;
     spec.collect = recipe.artifacts;
     spec.extra_syscalls = lang.syscalls;
@@ -624,7 +624,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   sandbox::SandboxSpec spec;
   spec.argv = ExpandCommand(lang.run.command, entry_name, {}, req.args, *limits);
   spec.env = WithVars(RecipeEnv(env, lang.run, entry_name, *limits), req.env);
-  spec.binds = lang.binds;
+  spec.binds = languages::BindsFor(lang, lang.run);
   spec.files = std::move(sandbox_files);
   spec.stdin_data = req.stdin_data;
   spec.stdin_fd = req.stdin_fd;

@@ -289,6 +289,12 @@ Result<Language> ParseRoot(Table& t) {
 
 }  // namespace
 
+std::vector<sandbox::BindMount> BindsFor(const Language& lang, const Recipe& recipe) {
+  std::vector<sandbox::BindMount> binds = lang.binds;
+  if (recipe.uses_lang_dir) binds.push_back({lang.dir, false, kLangDirInSandbox});
+  return binds;
+}
+
 Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin,
                                bool check_patterns) {
   toml::value root;

@@ -47,7 +47,13 @@ struct Recipe {
   LimitSet limits;
   std::vector<std::string> artifacts;          // compile: files carried to the run stage
   std::vector<std::string> source_extensions;  // compile: which files are {sources}
+  bool uses_lang_dir = false;  // names {lang_dir}: its sandbox gets the folder at /lang
 };
+
+struct Language;
+// The read-only binds of one recipe's sandbox: the language's, plus its folder at /lang when
+// the recipe uses {lang_dir}.
+std::vector<sandbox::BindMount> BindsFor(const Language& lang, const Recipe& recipe);
 
 struct Language {
   std::string id;

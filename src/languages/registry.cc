@@ -43,17 +43,15 @@ bool ExpandLangDir(std::string& s, const std::string& dir) {
 }
 
 // Resolves {lang_dir}: the host folder in the version command, kLangDirInSandbox in sandbox
-// recipes, which then also get the folder bound there read-only.
+// recipes, which are marked so that only their stages get the folder bound there.
 void ResolveLangDir(Language& lang) {
   for (auto& a : lang.version_command) ExpandLangDir(a, lang.dir);
-  bool used = false;
   for (Recipe* r :
        {lang.compile ? &*lang.compile : nullptr, &lang.run, lang.check ? &*lang.check : nullptr}) {
     if (r == nullptr) continue;
-    for (auto& a : r->command) used |= ExpandLangDir(a, kLangDirInSandbox);
-    for (auto& [k, v] : r->env) used |= ExpandLangDir(v, kLangDirInSandbox);
+    for (auto& a : r->command) r->uses_lang_dir |= ExpandLangDir(a, kLangDirInSandbox);
+    for (auto& [k, v] : r->env) r->uses_lang_dir |= ExpandLangDir(v, kLangDirInSandbox);
   }
-  if (used) lang.binds.push_back({lang.dir, false, kLangDirInSandbox});
 }
 
 std::string CheckToolchain(const Language& lang) {
