@@ -638,6 +638,18 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   auto outcome = sandbox_->Run(spec);
   if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
   Verdict v = Judge(*outcome, *limits, false);
+  // A program the user's own compile produced that the kernel will not execute (a Go package
+  // that is not main, a library crate) is the user's error, not ours.
+  const bool bad_artifact = outcome->termination == Termination::kSetupFailed &&
+                            spec.argv[0].starts_with("/work/") &&
+                            outcome->setup_error.starts_with("execve");
+  if (bad_artifact) {
+    v = {Status::kRuntimeError, "", "the compiled program cannot be executed: " +
+                                        outcome->setup_error};
+    final_extra["error"] = ToJson(languages::ErrorInfo{
+        "exit", "ExecError",
+        outcome->setup_error + " (did the program define an entry point?)", "", 0, 0, {}});
+  }
   final_extra["limit"] = v.limit;
   final_extra["usage"] =
       ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
@@ -667,7 +679,9 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       err = languages::ErrorInfo{
           "signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
     }
-    final_extra["error"] = ToJson(*err);
+    // Tools that report a line but never a file (sqlite3) mean the entry file.
+    if (err->line > 0 && err->file.empty()) err->file = entry_name;
+    if (!bad_artifact) final_extra["error"] = ToJson(*err);
   }
   return finish(v.status, v.reason, final_extra);
 }
