@@ -644,11 +644,16 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
                             spec.argv[0].starts_with("/work/") &&
                             outcome->setup_error.starts_with("execve");
   if (bad_artifact) {
-    v = {Status::kRuntimeError, "", "the compiled program cannot be executed: " +
-                                        outcome->setup_error};
-    final_extra["error"] = ToJson(languages::ErrorInfo{
-        "exit", "ExecError",
-        outcome->setup_error + " (did the program define an entry point?)", "", 0, 0, {}});
+    v = {Status::kRuntimeError, "",
+         "the compiled program cannot be executed: " + outcome->setup_error};
+    final_extra["error"] = ToJson(
+        languages::ErrorInfo{"exit",
+                             "ExecError",
+                             outcome->setup_error + " (did the program define an entry point?)",
+                             "",
+                             0,
+                             0,
+                             {}});
   }
   final_extra["limit"] = v.limit;
   final_extra["usage"] =

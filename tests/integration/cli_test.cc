@@ -48,8 +48,8 @@ TEST(Cli, FileRunReadsTheTerminalsStdin) {
 
 TEST(Cli, TheProgramCanReopenItsOwnStdioByPath) {
   auto p = RunPolyrun({"run", "-l", "bash", "-c",
-                       "cat /dev/stdin; echo out > /dev/stdout; echo err > /dev/stderr",
-                       "--input", "from stdin\n"});
+                       "cat /dev/stdin; echo out > /dev/stdout; echo err > /dev/stderr", "--input",
+                       "from stdin\n"});
   EXPECT_EQ(p.exit_code, 0) << p.err;
   EXPECT_EQ(p.out, "from stdin\nout\n");
   EXPECT_EQ(p.err, "err\n");
@@ -264,6 +264,22 @@ int main(int argc, char** argv) {
   json second = run();
   EXPECT_TRUE(second["compile"]["cached"].get<bool>()) << second.dump(2);
   EXPECT_EQ(second["stdout"], "genuine binary ran; replaced=1 cache_visible=0\n") << second.dump(2);
+}
+
+TEST(Recipes, TheLanguageFolderIsReadOnlyInsideTheSandbox) {
+  // perl's run recipe loads a module from its folder, bound at /lang: writing is refused, and
+  // the mount itself is read-only, nosuid and nodev whatever the files' modes.
+  auto p = RunPolyrun({"run", "-l", "perl", "-c", R"(
+print((open(my $f, '>>', '/lang/lib/PolyrunTrace.pm') ? 'writable' : 'refused'), "\n");
+open(my $m, '<', '/proc/self/mounts') or die;
+while (<$m>) { my @f = split; print "$f[3]\n" if $f[1] eq '/lang'; }
+)"});
+  EXPECT_EQ(p.exit_code, 0) << p.err;
+  ASSERT_EQ(p.out.substr(0, 8), "refused\n") << p.out;
+  const std::string opts = p.out.substr(8);
+  EXPECT_TRUE(opts.starts_with("ro,")) << opts;
+  EXPECT_NE(opts.find("nosuid"), std::string::npos) << opts;
+  EXPECT_NE(opts.find("nodev"), std::string::npos) << opts;
 }
 
 TEST(Check, UndetectableFilesAreNamedAndExitTwo) {
