@@ -100,6 +100,7 @@ TEST_F(ArtifactCacheTest, ConcurrentWritersAndReadersNeverSeeAPartialEntry) {
   const std::string blob(1 << 20, 'q');
   std::atomic<int> bad{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 20; ++i) {
