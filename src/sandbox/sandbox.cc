@@ -254,7 +254,22 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
 
   // ---- the plan -------------------------------------------------------------------------
   ChildPlan plan;
-  const std::string& root = config_.staging_dir;
+  const std::string* staging = nullptr;
+  for (const auto& dir : config_.staging_dirs) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (std::none_of(spec.binds.begin(), spec.binds.end(), [&](const BindMount& bind) {
+          return bind.path == dir || bind.path.starts_with(dir + "/");
+        })) {
+      staging = &dir;
+      break;
+    }
+  }
+  if (staging == nullptr) {
+    return Fail(Errc::kInvalidArgument,
+                "sandbox: every staging directory holds a bind source; bind paths elsewhere");
+  }
+  const std::string& root = *staging;
   plan.new_root = root;
   plan.clear_groups = ::geteuid() == 0;
   plan.inner_uid = kInnerId;
@@ -271,10 +286,6 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     if (inner[0] != '/' || inner.find("/..") != std::string::npos) {
       return Fail(Errc::kInvalidArgument,
                   "sandbox: bind target \"" + inner + "\" is not absolute and normal");
-    }
-    if (bind.path == root || bind.path.starts_with(root + "/")) {
-      return Fail(Errc::kInvalidArgument,
-                  "sandbox: bind path \"" + bind.path + "\" lies below the staging directory");
     }
     if (!b.Bind(bind.path, inner) && !bind.optional) {
       return Fail(Errc::kNotFound, "sandbox: bind path \"" + bind.path + "\" does not exist");

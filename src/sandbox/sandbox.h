@@ -17,9 +17,10 @@ struct SandboxConfig {
   // nobody/nogroup; as an unprivileged user, to the caller's own ids.
   uid_t host_uid = static_cast<uid_t>(-1);
   gid_t host_gid = static_cast<gid_t>(-1);
-  // Where the sandbox's root tmpfs is staged inside the new mount namespace (not visible on
-  // the host). Bind sources must not live below it.
-  std::string staging_dir = "/tmp";
+  // Where the sandbox's root tmpfs may be staged inside the new mount namespace (not visible
+  // on the host): per run, the first of these directories that exists and holds no bind source
+  // (a checkout under /tmp must still be bindable).
+  std::vector<std::string> staging_dirs = {"/tmp", "/mnt", "/srv", "/media"};
 };
 
 // Runs process trees under every guarantee of DESIGN.md §6. Thread-safe: Run() may be called

@@ -18,7 +18,8 @@ using engine::Status;
 class HostSideTest : public EscapeTest {
  protected:
   // The sandbox layer directly: a shell script with artifacts to collect.
-  sandbox::SandboxOutcome RunShell(const std::string& script, std::vector<std::string> collect) {
+  sandbox::SandboxOutcome RunShell(const std::string& script, std::vector<std::string> collect,
+                                   const std::vector<sandbox::BindMount>& extra_binds = {}) {
     auto cgroups = sandbox::DetectCgroups();
     EXPECT_TRUE(cgroups) << cgroups.error().message();
     if (!cgroups) return {};
@@ -34,6 +35,7 @@ class HostSideTest : public EscapeTest {
       spec.binds.push_back(
           {p, std::string_view(p) == "/lib64" || std::string_view(p) == "/etc/ld.so.cache", ""});
     }
+    spec.binds.insert(spec.binds.end(), extra_binds.begin(), extra_binds.end());
     spec.collect = std::move(collect);
     spec.limits.wall_time = sandbox::Millis(5000);
     auto outcome = (*sb)->Run(spec);
@@ -46,6 +48,18 @@ std::string Keys(const std::map<std::string, std::string>& m) {
   std::string out;
   for (const auto& [k, v] : m) out += k + "(" + std::to_string(v.size()) + " bytes) ";
   return out;
+}
+
+TEST_F(HostSideTest, ABindSourceUnderTmpIsBoundReadOnlyAtItsTarget) {
+  // A checkout under /tmp (where the root is usually staged) still binds; it stays read-only.
+  const std::filesystem::path dir = "/tmp/polyrun-bind-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "recipe.sh") << "echo from the recipe folder\n";
+  auto out = RunShell("sh /lang/recipe.sh; echo x > /lang/new 2>/dev/null || echo refused", {},
+                      {{dir.string(), false, "/lang"}});
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(out.termination, sandbox::Termination::kExited) << out.setup_error;
+  EXPECT_EQ(out.stdout_data, "from the recipe folder\nrefused\n") << out.stderr_data;
 }
 
 TEST_F(HostSideTest, PlantedSymlinksAreNotCollected) {
