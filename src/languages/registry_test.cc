@@ -13,11 +13,12 @@ namespace fs = std::filesystem;
 TEST(Registry, EveryShippedManifestIsValid) {
   auto reg = Registry::Load(POLYRUN_LANGUAGES_DIR);
   ASSERT_TRUE(reg) << reg.error().message();
-  ASSERT_GE(reg->entries().size(), 5u);
+  ASSERT_GE(reg->entries().size(), 17u);
   for (const auto& e : reg->entries()) {
     EXPECT_TRUE(e.language) << e.id << ": " << e.problem;
   }
-  for (const char* id : {"python", "javascript", "bash", "c", "cpp"}) {
+  for (const char* id : {"python", "javascript", "typescript", "ruby", "php", "lua", "r", "perl",
+                         "scheme", "bash", "sql", "c", "cpp", "rust", "go", "java", "wasm"}) {
     const auto* e = reg->Find(id);
     ASSERT_NE(e, nullptr) << id;
   }
