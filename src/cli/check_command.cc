@@ -3,10 +3,9 @@
 #include <iostream>
 
 #include "cli/exit_codes.h"
+#include "cli/source_files.h"
 #include "engine/engine.h"
 #include "engine/result_json.h"
-#include "sandbox/sandbox.h"
-#include "util/files.h"
 
 namespace polyrun::cli {
 
@@ -39,13 +38,9 @@ int CheckCommand(const CheckOptions& o, const SettingsFlags& settings) {
     }
     req.files.push_back({entry->language->entry, *o.code});
   } else {
-    for (const auto& path : o.files) {
-      auto text = ReadTrustedFile(path, 64u << 20);
-      if (!text) return Usage("cannot read " + path + ": " + text.error().message());
-      std::string name =
-          sandbox::ValidateRelativePath(path) ? path : path.substr(path.rfind('/') + 1);
-      req.files.push_back({name, std::move(*text)});
-    }
+    auto files = ReadSourceFiles(o.files);
+    if (!files) return Usage(files.error().message());
+    req.files = std::move(*files);
   }
   engine::CheckReport report = (*engine)->Check(req);
   if (!report.rejected.empty()) return Usage(report.rejected);

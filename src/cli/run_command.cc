@@ -4,13 +4,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
 #include "cli/exit_codes.h"
+#include "cli/source_files.h"
 #include "engine/engine.h"
 #include "engine/result_json.h"
-#include "sandbox/sandbox.h"
 #include "util/files.h"
 #include "util/unique_fd.h"
 
@@ -36,13 +37,6 @@ std::string ReadAllStdin() {
   ssize_t n;
   while ((n = ::read(0, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
   return out;
-}
-
-// The name a file gets inside the sandbox: the path as given when it is a clean relative
-// path, else its base name.
-std::string SandboxName(const std::string& path) {
-  if (sandbox::ValidateRelativePath(path)) return path;
-  return path.substr(path.rfind('/') + 1);
 }
 
 }  // namespace
@@ -85,12 +79,12 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
     if (o.language.empty()) return Usage("reading code from stdin (-) needs -l LANG");
     req.code = ReadAllStdin();
   } else if (!o.files.empty()) {
-    for (const auto& path : o.files) {
-      if (path == "-") return Usage("\"-\" (code from stdin) cannot be mixed with files");
-      auto text = ReadTrustedFile(path, 64u << 20);
-      if (!text) return Usage("cannot read " + path + ": " + text.error().message());
-      req.files.push_back({SandboxName(path), std::move(*text)});
+    if (std::find(o.files.begin(), o.files.end(), "-") != o.files.end()) {
+      return Usage("\"-\" (code from stdin) cannot be mixed with files");
     }
+    auto files = ReadSourceFiles(o.files);
+    if (!files) return Usage(files.error().message());
+    req.files = std::move(*files);
     req.entry = req.files.front().name;
     pump_terminal = true;
   } else {

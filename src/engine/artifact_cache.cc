@@ -98,47 +98,40 @@ Result<void> ArtifactCache::Store(const std::string& key, const Artifacts& artif
   }
   if (blob.size() > max_bytes_ / 4) return {};  // one entry never crowds out the rest
   if (auto w = WriteFileAtomic(PathFor(key), blob); !w) return w;
-  if (TotalBytes() > max_bytes_) Evict();
+  Evict();
   return {};
+}
+
+std::vector<ArtifactCache::Entry> ArtifactCache::Entries() const {
+  std::vector<Entry> out;
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) return out;
+  const int fd = ::dirfd(d);
+  while (dirent* e = fd >= 0 ? ::readdir(d) : nullptr) {
+    struct stat st {};
+    if (std::string_view(e->d_name).ends_with(kSuffix) &&
+        ::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      out.push_back({e->d_name, st.st_mtim, static_cast<uint64_t>(st.st_size)});
+    }
+  }
+  ::closedir(d);
+  return out;
 }
 
 uint64_t ArtifactCache::TotalBytes() const {
   uint64_t total = 0;
-  DIR* d = ::opendir(dir_.c_str());
-  if (d == nullptr) return 0;
-  while (dirent* e = ::readdir(d)) {
-    struct stat st {};
-    if (std::string_view(e->d_name).ends_with(kSuffix) &&
-        ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      total += static_cast<uint64_t>(st.st_size);
-    }
-  }
-  ::closedir(d);
+  for (const auto& e : Entries()) total += e.size;
   return total;
 }
 
 void ArtifactCache::Evict() const {
+  std::vector<Entry> entries = Entries();
+  uint64_t total = 0;
+  for (const auto& e : entries) total += e.size;
+  if (total <= max_bytes_) return;
   UniqueFd lock(::open((dir_ + "/.evict.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!lock.valid() || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
     return;  // someone else is at it
-  struct Entry {
-    std::string name;
-    timespec mtime;
-    uint64_t size;
-  };
-  std::vector<Entry> entries;
-  uint64_t total = 0;
-  DIR* d = ::opendir(dir_.c_str());
-  if (d == nullptr) return;
-  while (dirent* e = ::readdir(d)) {
-    struct stat st {};
-    if (std::string_view(e->d_name).ends_with(kSuffix) &&
-        ::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      entries.push_back({e->d_name, st.st_mtim, static_cast<uint64_t>(st.st_size)});
-      total += static_cast<uint64_t>(st.st_size);
-    }
-  }
-  ::closedir(d);
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.mtime.tv_sec != b.mtime.tv_sec ? a.mtime.tv_sec < b.mtime.tv_sec
                                             : a.mtime.tv_nsec < b.mtime.tv_nsec;

@@ -1,9 +1,12 @@
 #pragma once
 
+#include <time.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "util/error.h"
 
@@ -34,7 +37,14 @@ class ArtifactCache {
   uint64_t TotalBytes() const;
 
  private:
+  struct Entry {
+    std::string name;
+    timespec mtime;
+    uint64_t size;
+  };
+  std::vector<Entry> Entries() const;
   std::string PathFor(const std::string& key) const;
+  // Removes least recently used entries while the total is above the bound.
   void Evict() const;
 
   std::string dir_;

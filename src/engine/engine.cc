@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -12,6 +11,7 @@
 #include "engine/limits.h"
 #include "engine/result_json.h"
 #include "util/digest.h"
+#include "util/files.h"
 #include "util/strings.h"
 
 namespace polyrun::engine {
@@ -87,13 +87,8 @@ std::string Extension(const std::string& name) {
 // Replaces {entry} and {memory_mb} (the stage's memory limit in MiB, for runtimes that size
 // their heaps themselves and cannot see the cgroup) inside one token.
 std::string ExpandToken(std::string t, const std::string& entry, const LimitSet& limits) {
-  const std::pair<std::string_view, std::string> vars[] = {
-      {"{entry}", entry},
-      {"{memory_mb}", std::to_string(limits.Get(Limit::kMemory) >> 20)},
-  };
-  for (const auto& [name, value] : vars) {
-    for (size_t pos; (pos = t.find(name)) != std::string::npos;) t.replace(pos, name.size(), value);
-  }
+  ReplaceAll(t, "{entry}", entry);
+  ReplaceAll(t, "{memory_mb}", std::to_string(limits.Get(Limit::kMemory) >> 20));
   return t;
 }
 
@@ -145,7 +140,10 @@ struct Verdict {
   std::string reason;
 };
 
-Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool compile) {
+// `user_program`: argv[0] is something the user's files or compile produced (under /work), so
+// a program the kernel will not execute (a Go package that is not main) is their error.
+Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool compile,
+              bool user_program = false) {
   const std::string stage = compile ? "compile stage: " : "";
   auto fmt = [&](Limit l) { return FormatOptionNumber(languages::DeclOf(l), *limits[l]); };
   switch (o.termination) {
@@ -173,6 +171,12 @@ Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool com
       return {Status::kCancelled, "", stage + "cancelled"};
     case Termination::kSetupFailed:
       return {Status::kInternalError, "", stage + "sandbox setup failed: " + o.setup_error};
+    case Termination::kExecFailed:
+      if (user_program) {
+        return {Status::kRuntimeError, "",
+                stage + "the compiled program cannot be executed: " + o.setup_error};
+      }
+      return {Status::kInternalError, "", stage + "cannot start the toolchain: " + o.setup_error};
   }
   return {Status::kInternalError, "", "unknown termination"};
 }
@@ -215,16 +219,9 @@ std::string ArtifactKey(const languages::Language& lang, const std::string& vers
                         const sandbox::SandboxSpec& spec) {
   Sha256 h;
   h.Add("polyrun-artifact-v1").Add(lang.id).Add(version).Add(languages::FolderStamp(lang));
-  const std::string inner = std::string(languages::kLangDirInSandbox) + "/";
   for (const auto& a : spec.argv) {
     h.Add(a);
-    if (!a.starts_with("/")) continue;
-    std::string host = a.starts_with(inner) ? lang.dir + "/" + a.substr(inner.size()) : a;
-    struct stat st {};
-    if (::stat(host.c_str(), &st) == 0) {
-      h.Add(std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-            std::to_string(st.st_mtim.tv_nsec));
-    }
+    if (a.starts_with("/")) h.Add(FileStamp(languages::HostPath(lang, a)));
   }
   h.Add("env");
   for (const auto& e : spec.env) h.Add(e);
@@ -323,23 +320,13 @@ Result<LimitSet> Engine::StageLimits(const languages::Language& lang, const Limi
     return it == m.end() ? LimitSet{} : it->second;
   };
   // `own` (a check recipe's limits) goes over the stage's manifest defaults.
-  auto language = [&](const LimitSet& stage) {
-    LimitSet merged = own;
-    for (size_t i = 0; i < languages::kLimitCount; ++i) {
-      if (!merged.values[i]) merged.values[i] = stage.values[i];
-    }
-    return merged;
-  };
   if (!compile) {
     return ResolveLimits({requested, override_of(config_.language_limits),
-                          language(lang.run.limits), config_.limits, config_.ceiling});
-  }
-  LimitSet global = config_.compile_limits;
-  for (size_t i = 0; i < languages::kLimitCount; ++i) {
-    if (!global.values[i]) global.values[i] = config_.limits.values[i];
+                          own.Over(lang.run.limits), config_.limits, config_.ceiling});
   }
   return ResolveLimits({requested, override_of(config_.language_compile_limits),
-                        lang.compile ? lang.compile->limits : LimitSet{}, global, config_.ceiling});
+                        own.Over(lang.compile ? lang.compile->limits : LimitSet{}),
+                        config_.compile_limits.Over(config_.limits), config_.ceiling});
 }
 
 CheckReport Engine::Check(const CheckRequest& req) {
@@ -369,71 +356,72 @@ CheckReport Engine::Check(const CheckRequest& req) {
   sandbox_files.reserve(req.files.size());
   for (const auto& f : req.files) sandbox_files.push_back({f.name, f.content, false});
 
-  for (size_t t = 0; t < targets.size(); ++t) {
+  // One target: its language, then its recipe's findings, or why it could not be checked.
+  auto check_one = [&](const RequestFile& file) {
     languages::FileCheck fc;
-    fc.file = targets[t];
-    auto file = std::find_if(req.files.begin(), req.files.end(),
-                             [&](const auto& f) { return f.name == targets[t]; });
-    if (file == req.files.end()) {
-      report.rejected =
-          "targets[" + std::to_string(t) + "]: \"" + targets[t] + "\" is not among the files";
-      report.files.clear();
-      return report;
-    }
+    fc.file = file.name;
     languages::Detection d{forced, "request"};
     if (forced == nullptr) {
       std::lock_guard lock(registry_mu_);
-      d = languages::DetectLanguage(registry_, file->name, file->content);
+      d = languages::DetectLanguage(registry_, file.name, file.content);
     }
     if (d.entry == nullptr) {
       fc.problem =
           "language: cannot tell the language (no known extension, shebang or content "
           "pattern); name it with --language";
-      report.files.push_back(std::move(fc));
-      continue;
+      return fc;
     }
     fc.language = d.entry->id;
     fc.detected_by = d.how;
     if (!d.entry->usable || !d.entry->language) {
       fc.problem = d.entry->id + " is not usable on this host: " + d.entry->problem;
-      report.files.push_back(std::move(fc));
-      continue;
+      return fc;
     }
     const languages::Language& lang = *d.entry->language;
     if (!lang.check) {
       fc.problem = lang.id + " has no analyzer ([check] in its manifest)";
-      report.files.push_back(std::move(fc));
-      continue;
+      return fc;
     }
     auto limits = StageLimits(lang, {}, lang.compile.has_value(), lang.check->limits);
     if (!limits) {
       fc.problem = limits.error().message();
-      report.files.push_back(std::move(fc));
-      continue;
+      return fc;
     }
     sandbox::SandboxSpec spec;
     spec.binds = languages::BindsFor(lang, *lang.check);
-    spec.argv = ExpandCommand(lang.check->command, file->name,
-                              SourcesFor(req.files, lang.extensions, file->name), {}, *limits);
-    spec.env = RecipeEnv(kSandboxEnv, *lang.check, file->name, *limits);
+    spec.argv = ExpandCommand(lang.check->command, file.name,
+                              SourcesFor(req.files, lang.extensions, file.name), {}, *limits);
+    spec.env = RecipeEnv(kSandboxEnv, *lang.check, file.name, *limits);
     spec.files = sandbox_files;
     spec.extra_syscalls = lang.syscalls;
     spec.limits = ToSandboxLimits(*limits);
     auto outcome = sandbox_->Run(spec);
     if (!outcome) {
       fc.problem = "check: " + outcome.error().message();
-    } else {
-      size_t records = languages::ParseCheckOutput(outcome->stdout_data, fc);
-      Verdict v = Judge(*outcome, *limits, false);
-      bool failed =
-          outcome->termination != Termination::kExited || (outcome->exit_code != 0 && records == 0);
-      if (failed) {
-        std::string detail(Trim(outcome->stderr_data.substr(0, 500)));
-        fc.problem = "check recipe failed: " + v.reason + (detail.empty() ? "" : ": " + detail);
-      }
+      return fc;
     }
-    report.files.push_back(std::move(fc));
+    size_t records = languages::ParseCheckOutput(outcome->stdout_data, fc);
+    if (outcome->termination != Termination::kExited || (outcome->exit_code != 0 && records == 0)) {
+      std::string detail(Trim(outcome->stderr_data.substr(0, 500)));
+      fc.problem = "check recipe failed: " + Judge(*outcome, *limits, false).reason +
+                   (detail.empty() ? "" : ": " + detail);
+    }
+    return fc;
+  };
+
+  std::vector<const RequestFile*> files;
+  files.reserve(targets.size());
+  for (size_t t = 0; t < targets.size(); ++t) {
+    auto file = std::find_if(req.files.begin(), req.files.end(),
+                             [&](const auto& f) { return f.name == targets[t]; });
+    if (file == req.files.end()) {
+      report.rejected =
+          "targets[" + std::to_string(t) + "]: \"" + targets[t] + "\" is not among the files";
+      return report;
+    }
+    files.push_back(&*file);
   }
+  for (const RequestFile* file : files) report.files.push_back(check_one(*file));
   return report;
 }
 
@@ -515,7 +503,6 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
             {"compile_limits", lang.compile ? LimitsToJson(compile_limits) : json(nullptr)},
             {"version", version}});
 
-  const std::vector<std::string>& env = kSandboxEnv;
   json final_extra = {
       {"language", lang.id}, {"version", version}, {"limits", LimitsToJson(*limits)}};
 
@@ -530,7 +517,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     std::vector<std::string> sources = SourcesFor(files, recipe.source_extensions, entry_name);
     sandbox::SandboxSpec spec;
     spec.argv = ExpandCommand(recipe.command, entry_name, sources, {}, compile_limits);
-    spec.env = RecipeEnv(env, recipe, entry_name, compile_limits);
+    spec.env = RecipeEnv(kSandboxEnv, recipe, entry_name, compile_limits);
     spec.binds = languages::BindsFor(lang, recipe);
     spec.files = sandbox_files;
     spec.collect = recipe.artifacts;
@@ -542,6 +529,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
                s == sandbox::Stream::kStdout ? "stdout" : "stderr");
     };
     const std::string cache_key = cache_.enabled() ? ArtifactKey(lang, version, spec) : "";
+    ArtifactCache::Artifacts artifacts;
     if (auto hit = cache_key.empty() ? std::nullopt : cache_.Lookup(cache_key);
         hit && std::all_of(recipe.artifacts.begin(), recipe.artifacts.end(),
                            [&](const auto& a) { return hit->contains(a); })) {
@@ -549,10 +537,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       stage.exit_code = 0;
       stage.cached = true;
       rec.Emit(Event::Kind::kCompileFinished, ToJson(stage));
-      for (const auto& a : recipe.artifacts) {
-        std::erase_if(sandbox_files, [&](const auto& f) { return f.name == a; });
-        sandbox_files.push_back({a, std::move((*hit)[a]), true});
-      }
+      artifacts = std::move(*hit);
     } else {
       auto outcome = sandbox_->Run(spec);
       if (!outcome) {
@@ -607,23 +592,22 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
         final_extra["usage"] = ToJson(stage.usage);
         return finish(v.status, v.reason, final_extra);
       }
+      for (const auto& a : recipe.artifacts) artifacts[a] = std::move(outcome->artifacts[a]);
       if (!cache_key.empty()) {
-        ArtifactCache::Artifacts keep;
-        for (const auto& a : recipe.artifacts) keep[a] = outcome->artifacts[a];
         // A cache: a failed store only costs the next identical run a compile.
-        [[maybe_unused]] auto stored = cache_.Store(cache_key, keep);
+        [[maybe_unused]] auto stored = cache_.Store(cache_key, artifacts);
       }
-      for (const auto& a : recipe.artifacts) {
-        std::erase_if(sandbox_files, [&](const auto& f) { return f.name == a; });
-        sandbox_files.push_back({a, outcome->artifacts[a], true});
-      }
+    }
+    for (auto& [name, bytes] : artifacts) {
+      std::erase_if(sandbox_files, [&](const auto& f) { return f.name == name; });
+      sandbox_files.push_back({name, std::move(bytes), true});
     }
   }
 
   // ---- run ------------------------------------------------------------------------------
   sandbox::SandboxSpec spec;
   spec.argv = ExpandCommand(lang.run.command, entry_name, {}, req.args, *limits);
-  spec.env = WithVars(RecipeEnv(env, lang.run, entry_name, *limits), req.env);
+  spec.env = WithVars(RecipeEnv(kSandboxEnv, lang.run, entry_name, *limits), req.env);
   spec.binds = languages::BindsFor(lang, lang.run);
   spec.files = std::move(sandbox_files);
   spec.stdin_data = req.stdin_data;
@@ -637,24 +621,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   };
   auto outcome = sandbox_->Run(spec);
   if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
-  Verdict v = Judge(*outcome, *limits, false);
-  // A program the user's own compile produced that the kernel will not execute (a Go package
-  // that is not main, a library crate) is the user's error, not ours.
-  const bool bad_artifact = outcome->termination == Termination::kSetupFailed &&
-                            spec.argv[0].starts_with("/work/") &&
-                            outcome->setup_error.starts_with("execve");
-  if (bad_artifact) {
-    v = {Status::kRuntimeError, "",
-         "the compiled program cannot be executed: " + outcome->setup_error};
-    final_extra["error"] = ToJson(
-        languages::ErrorInfo{"exit",
-                             "ExecError",
-                             outcome->setup_error + " (did the program define an entry point?)",
-                             "",
-                             0,
-                             0,
-                             {}});
-  }
+  Verdict v = Judge(*outcome, *limits, false, spec.argv[0].starts_with("/work/"));
   final_extra["limit"] = v.limit;
   final_extra["usage"] =
       ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
@@ -665,7 +632,15 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if (outcome->termination == Termination::kSignaled) final_extra["signal"] = outcome->signal;
   if (KilledByUs(outcome->termination)) final_extra["signal"] = SIGKILL;
   if (v.status == Status::kRuntimeError) {
-    auto err = languages::ParseRuntimeError(lang.errors, outcome->stderr_data);
+    std::optional<languages::ErrorInfo> err;
+    if (outcome->termination == Termination::kExecFailed) {
+      err = languages::ErrorInfo{
+          "exit", "ExecError", outcome->setup_error + " (did the program define an entry point?)",
+          "",     0,           0,
+          {}};
+    } else {
+      err = languages::ParseRuntimeError(lang.errors, outcome->stderr_data);
+    }
     if (!err && outcome->signal != 0) {
       err = languages::ErrorInfo{
           "signal", SignalName(outcome->signal), strsignal(outcome->signal), "", 0, 0, {}};
@@ -686,7 +661,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     }
     // Tools that report a line but never a file (sqlite3) mean the entry file.
     if (err->line > 0 && err->file.empty()) err->file = entry_name;
-    if (!bad_artifact) final_extra["error"] = ToJson(*err);
+    final_extra["error"] = ToJson(*err);
   }
   return finish(v.status, v.reason, final_extra);
 }

@@ -47,6 +47,14 @@ std::optional<Limit> LimitByName(std::string_view name) {
   return std::nullopt;
 }
 
+LimitSet LimitSet::Over(const LimitSet& base) const {
+  LimitSet out = *this;
+  for (size_t i = 0; i < kLimitCount; ++i) {
+    if (!out.values[i]) out.values[i] = base.values[i];
+  }
+  return out;
+}
+
 bool LimitSet::empty() const {
   for (const auto& v : values) {
     if (v) return false;

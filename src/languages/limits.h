@@ -40,6 +40,8 @@ struct LimitSet {
     return values[static_cast<size_t>(l)];
   }
   bool empty() const;
+  // This set, with the limits it leaves unset taken from `base`.
+  LimitSet Over(const LimitSet& base) const;
   // The value of a limit that must be set (a resolved set); throws std::logic_error otherwise.
   uint64_t Get(Limit l) const;
   // Sets a limit from user text ("5s", "256M", "64"); the error names the limit.

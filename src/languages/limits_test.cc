@@ -39,3 +39,21 @@ TEST(LimitDecls, EveryDeclarationIsCompleteAndItsDefaultParses) {
 
 }  // namespace
 }  // namespace polyrun::languages
+
+namespace polyrun::languages {
+namespace {
+
+TEST(LimitSet, OverFillsOnlyWhatIsUnset) {
+  LimitSet top;
+  ASSERT_TRUE(top.Set("memory", "1G"));
+  LimitSet base;
+  ASSERT_TRUE(base.Set("memory", "256M"));
+  ASSERT_TRUE(base.Set("wall_time", "3s"));
+  LimitSet merged = top.Over(base);
+  EXPECT_EQ(merged[Limit::kMemory], 1ull << 30);
+  EXPECT_EQ(merged[Limit::kWallTime], 3000u);
+  EXPECT_FALSE(merged[Limit::kCpuTime].has_value());
+}
+
+}  // namespace
+}  // namespace polyrun::languages

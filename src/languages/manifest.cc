@@ -61,12 +61,8 @@ class Table {
     if (!s) return std::unexpected(s.error());
     const std::optional<std::string>& text = *s;
     if (!text.has_value()) return std::optional<NamedRegex>();
-    auto re = NamedRegex::Compile(*text);
-    if (!re) return Fail(Errc::kParse, Where(key) + ": " + re.error().message());
-    if (check_patterns_) {
-      if (auto v = re->Validate(); !v)
-        return Fail(Errc::kParse, Where(key) + ": " + v.error().message());
-    }
+    auto re = Pattern(*text, Where(key));
+    if (!re) return std::unexpected(re.error());
     return std::optional<NamedRegex>(std::move(*re));
   }
   Result<std::vector<NamedRegex>> Regexes(const std::string& key) {
@@ -74,13 +70,8 @@ class Table {
     if (!texts) return std::unexpected(texts.error());
     std::vector<NamedRegex> out;
     for (size_t i = 0; i < texts->size(); ++i) {
-      const std::string where = Where(key) + "[" + std::to_string(i) + "]";
-      auto re = NamedRegex::Compile((*texts)[i]);
-      if (!re) return Fail(Errc::kParse, where + ": " + re.error().message());
-      if (check_patterns_) {
-        if (auto v = re->Validate(); !v)
-          return Fail(Errc::kParse, where + ": " + v.error().message());
-      }
+      auto re = Pattern((*texts)[i], Where(key) + "[" + std::to_string(i) + "]");
+      if (!re) return std::unexpected(re.error());
       out.push_back(std::move(*re));
     }
     return out;
@@ -94,6 +85,17 @@ class Table {
   const toml::table& raw() const { return *table_; }
 
  private:
+  // Compiles one pattern; the automaton is built (and checked) now only with check_patterns.
+  Result<NamedRegex> Pattern(const std::string& text, const std::string& where) const {
+    auto re = NamedRegex::Compile(text);
+    if (!re) return Fail(Errc::kParse, where + ": " + re.error().message());
+    if (check_patterns_) {
+      if (auto v = re->Validate(); !v)
+        return Fail(Errc::kParse, where + ": " + v.error().message());
+    }
+    return re;
+  }
+
   const toml::table* table_ = nullptr;
   std::string path_;
   bool check_patterns_;
@@ -293,6 +295,12 @@ std::vector<sandbox::BindMount> BindsFor(const Language& lang, const Recipe& rec
   std::vector<sandbox::BindMount> binds = lang.binds;
   if (recipe.uses_lang_dir) binds.push_back({lang.dir, false, kLangDirInSandbox});
   return binds;
+}
+
+std::string HostPath(const Language& lang, const std::string& sandbox_path) {
+  const std::string inner = std::string(kLangDirInSandbox) + "/";
+  if (!sandbox_path.starts_with(inner)) return sandbox_path;
+  return lang.dir + "/" + sandbox_path.substr(inner.size());
 }
 
 Result<Language> ParseManifest(const std::string& toml_text, const std::string& origin,

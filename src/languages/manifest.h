@@ -54,6 +54,9 @@ struct Language;
 // The read-only binds of one recipe's sandbox: the language's, plus its folder at /lang when
 // the recipe uses {lang_dir}.
 std::vector<sandbox::BindMount> BindsFor(const Language& lang, const Recipe& recipe);
+// Where a recipe's path is on the host: below kLangDirInSandbox, in the language's folder;
+// anything else is the same path.
+std::string HostPath(const Language& lang, const std::string& sandbox_path);
 
 struct Language {
   std::string id;

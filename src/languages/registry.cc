@@ -31,15 +31,8 @@ bool IsExecutable(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
-// Replaces every {lang_dir} in `s` with `dir`; true when there was one.
 bool ExpandLangDir(std::string& s, const std::string& dir) {
-  static constexpr std::string_view kPlaceholder = "{lang_dir}";
-  bool found = false;
-  for (size_t pos; (pos = s.find(kPlaceholder)) != std::string::npos;) {
-    s.replace(pos, kPlaceholder.size(), dir);
-    found = true;
-  }
-  return found;
+  return ReplaceAll(s, "{lang_dir}", dir);
 }
 
 // Resolves {lang_dir}: the host folder in the version command, kLangDirInSandbox in sandbox
@@ -56,9 +49,7 @@ void ResolveLangDir(Language& lang) {
 
 std::string CheckToolchain(const Language& lang) {
   auto check = [&](const std::vector<std::string>& cmd, const char* what) -> std::string {
-    std::string program = cmd[0];
-    const std::string inner = std::string(kLangDirInSandbox) + "/";
-    if (program.starts_with(inner)) program = lang.dir + "/" + program.substr(inner.size());
+    const std::string program = HostPath(lang, cmd[0]);
     if (!IsExecutable(program))
       return std::string(what) + " program " + program + " is not installed";
     return "";
@@ -84,35 +75,27 @@ std::string CheckToolchain(const Language& lang) {
 }
 
 std::string CacheKey(const std::vector<std::string>& argv) {
-  struct stat st {};
   std::string key;
   for (const auto& a : argv) key += a + "\x1f";
-  if (::stat(argv[0].c_str(), &st) == 0) {
-    key += std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-           std::to_string(st.st_mtim.tv_nsec);
-  }
-  return key;
+  return key + FileStamp(argv[0]);
 }
 
 }  // namespace
 
 std::string FolderStamp(const Language& lang) {
-  std::string out;
-  auto add = [&](int dir_fd, const char* name) {
-    struct stat st {};
-    if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
-      out += std::string(name) + ":" + std::to_string(st.st_size) + ":" +
-             std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ";";
-    }
-  };
-  DIR* d = ::opendir(lang.dir.c_str());
-  if (d == nullptr) return out;
   std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+  if (DIR* d = ::opendir(lang.dir.c_str())) {
+    while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+    ::closedir(d);
+  }
   std::sort(names.begin(), names.end());
-  for (const auto& n : names) add(::dirfd(d), n.c_str());
-  add(::dirfd(d), "node_modules/.package-lock.json");
-  ::closedir(d);
+  names.emplace_back("node_modules/.package-lock.json");
+  std::string out;
+  for (const auto& n : names) {
+    if (std::string stamp = FileStamp(lang.dir + "/" + n); !stamp.empty()) {
+      out += n + ":" + stamp + ";";
+    }
+  }
   return out;
 }
 
@@ -183,14 +166,6 @@ Result<std::vector<std::string>> ListFolders(const std::string& dir) {
   return names;
 }
 
-// "size:mtime" of a manifest; changes whenever the file is rewritten.
-std::string Stamp(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return "";
-  return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
-         std::to_string(st.st_mtim.tv_nsec);
-}
-
 }  // namespace
 
 Result<LanguageEntry> Registry::LoadEntry(const std::string& dir, const std::string& name,
@@ -242,7 +217,7 @@ Result<Registry> Registry::LoadFor(const std::string& dir, const std::string& ra
     for (const auto& f : *folders) {
       auto it = index["folders"].find(f);
       if (it == index["folders"].end() ||
-          it->value("stamp", "") != Stamp(dir + "/" + f + "/manifest.toml")) {
+          it->value("stamp", "") != FileStamp(dir + "/" + f + "/manifest.toml")) {
         fresh = false;
         break;
       }
@@ -258,7 +233,7 @@ Result<Registry> Registry::LoadFor(const std::string& dir, const std::string& ra
         for (const auto& a : e.language->aliases) keys.push_back(Lower(a));
         for (const auto& x : e.language->extensions) keys.push_back("." + Lower(x));
       }
-      out["folders"][e.id] = {{"stamp", Stamp(dir + "/" + e.id + "/manifest.toml")},
+      out["folders"][e.id] = {{"stamp", FileStamp(dir + "/" + e.id + "/manifest.toml")},
                               {"keys", keys}};
     }
     // A cache: failing to write it only costs the next run a full load.

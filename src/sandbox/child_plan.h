@@ -65,7 +65,8 @@ struct ChildPlan {
 // (ArtifactHeader, name bytes, data bytes).
 struct InitReport {
   static constexpr uint32_t kMagic = 0x706f6c79;  // "poly"
-  enum Kind : uint32_t { kExited = 1, kSetupFailed = 2 };
+  // kExecFailed: the sandbox was built, but the program itself could not be executed.
+  enum Kind : uint32_t { kExited = 1, kSetupFailed = 2, kExecFailed = 3 };
   uint32_t magic = kMagic;
   uint32_t kind = 0;
   int32_t wait_status = 0;

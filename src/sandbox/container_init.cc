@@ -47,9 +47,10 @@ void CopyStr(char* dst, size_t cap, const char* a, const char* b = nullptr) {
   dst[i] = '\0';
 }
 
-[[noreturn]] void Die(const char* what, const char* path, int err) {
+[[noreturn]] void Die(const char* what, const char* path, int err,
+                      InitReport::Kind kind = InitReport::kSetupFailed) {
   InitReport report;
-  report.kind = InitReport::kSetupFailed;
+  report.kind = kind;
   report.err = err;
   CopyStr(report.what, sizeof report.what, what, path);
   WriteAll(kStatusFd, &report, sizeof report);
@@ -297,7 +298,7 @@ void SendArtifacts(const ChildPlan& plan) {
     n = ::read(exec_pipe[0], &exec_err, sizeof exec_err);
   } while (n < 0 && errno == EINTR);
   ::close(exec_pipe[0]);
-  if (n == sizeof exec_err) Die("execve ", plan.argv[0], exec_err);
+  if (n == sizeof exec_err) Die("execve ", plan.argv[0], exec_err, InitReport::kExecFailed);
   // The program holds the pipes now; our copies would only delay EOF for the supervisor.
   ::close(0);
   ::close(1);

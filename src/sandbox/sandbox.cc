@@ -234,6 +234,11 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
   if (config.host_gid == static_cast<gid_t>(-1)) {
     config.host_gid = ::geteuid() == 0 ? 65534 : ::getegid();
   }
+  // Only directories that exist can hold the staging mount; checked once, not per run.
+  std::erase_if(config.staging_dirs, [](const std::string& dir) {
+    struct stat st {};
+    return ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode);
+  });
   if (auto prog = CachedSeccomp({}); !prog) return std::unexpected(prog.error());
   return std::unique_ptr<Sandbox>(new Sandbox(std::move(config)));
 }
@@ -256,8 +261,6 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   ChildPlan plan;
   const std::string* staging = nullptr;
   for (const auto& dir : config_.staging_dirs) {
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
     if (std::none_of(spec.binds.begin(), spec.binds.end(), [&](const BindMount& bind) {
           return bind.path == dir || bind.path.starts_with(dir + "/");
         })) {
@@ -595,8 +598,9 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     outcome.termination = Termination::kSetupFailed;
     outcome.setup_error =
         "sandbox init ended without a report (exit status " + std::to_string(info.si_status) + ")";
-  } else if (report.kind == InitReport::kSetupFailed) {
-    outcome.termination = Termination::kSetupFailed;
+  } else if (report.kind == InitReport::kSetupFailed || report.kind == InitReport::kExecFailed) {
+    outcome.termination = report.kind == InitReport::kSetupFailed ? Termination::kSetupFailed
+                                                                  : Termination::kExecFailed;
     outcome.setup_error = std::string(report.what, strnlen(report.what, sizeof report.what)) +
                           ": " + std::strerror(report.err);
   } else if (WIFEXITED(report.wait_status)) {

@@ -18,8 +18,8 @@ struct SandboxConfig {
   uid_t host_uid = static_cast<uid_t>(-1);
   gid_t host_gid = static_cast<gid_t>(-1);
   // Where the sandbox's root tmpfs may be staged inside the new mount namespace (not visible
-  // on the host): per run, the first of these directories that exists and holds no bind source
-  // (a checkout under /tmp must still be bindable).
+  // on the host): per run, the first of these directories that holds no bind source (a checkout
+  // under /tmp must still be bindable). Those missing on the host are dropped by Create.
   std::vector<std::string> staging_dirs = {"/tmp", "/mnt", "/srv", "/media"};
 };
 

@@ -74,7 +74,8 @@ enum class Termination {
   kMemoryLimit,  // the cgroup OOM killer fired
   kOutputLimit,  // stdout/stderr exceeded a cap
   kCancelled,    // cancel_fd fired
-  kSetupFailed,  // the sandbox could not be built or the program not started; see setup_error
+  kSetupFailed,  // the sandbox could not be built; see setup_error
+  kExecFailed,   // the sandbox was built but execve(argv[0]) failed; see setup_error
 };
 
 struct SandboxOutcome {

@@ -26,6 +26,10 @@ bool WriteAll(int fd, const void* data, size_t len);
 // never see a partial file. For caches: a failure leaves the old file in place.
 Result<void> WriteFileAtomic(const std::string& path, std::string_view data);
 
+// "size:mtime" of a regular file (symlinks followed), "" when there is none: changes whenever
+// the file is rewritten. For cache keys.
+std::string FileStamp(const std::string& path);
+
 // Opens a directory without following a final symlink.
 Result<UniqueFd> OpenDir(const std::string& path);
 

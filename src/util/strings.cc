@@ -60,4 +60,13 @@ bool IsValidUtf8(std::string_view s) {
   return true;
 }
 
+bool ReplaceAll(std::string& s, std::string_view from, std::string_view to) {
+  bool found = false;
+  for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) {
+    s.replace(pos, from.size(), to);
+    found = true;
+  }
+  return found;
+}
+
 }  // namespace polyrun

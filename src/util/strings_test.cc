@@ -19,5 +19,13 @@ TEST(Strings, Utf8Validation) {
   EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));  // surrogate
 }
 
+TEST(Strings, ReplaceAllReplacesEveryOccurrenceOnce) {
+  std::string s = "{x}/a/{x}";
+  EXPECT_TRUE(ReplaceAll(s, "{x}", "{x}{x}"));  // a replacement is not scanned again
+  EXPECT_EQ(s, "{x}{x}/a/{x}{x}");
+  EXPECT_FALSE(ReplaceAll(s, "{y}", "z"));
+  EXPECT_EQ(s, "{x}{x}/a/{x}{x}");
+}
+
 }  // namespace
 }  // namespace polyrun

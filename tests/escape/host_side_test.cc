@@ -57,9 +57,15 @@ TEST_F(HostSideTest, ABindSourceUnderTmpIsBoundReadOnlyAtItsTarget) {
   std::ofstream(dir / "recipe.sh") << "echo from the recipe folder\n";
   auto out = RunShell("sh /lang/recipe.sh; echo x > /lang/new 2>/dev/null || echo refused", {},
                       {{dir.string(), false, "/lang"}});
+  // DESIGN §6.1: read-only, nosuid, nodev, whatever the files' own modes.
+  auto mount = RunShell("grep ' /lang ' /proc/self/mounts", {}, {{dir.string(), false, "/lang"}});
   std::filesystem::remove_all(dir);
   EXPECT_EQ(out.termination, sandbox::Termination::kExited) << out.setup_error;
   EXPECT_EQ(out.stdout_data, "from the recipe folder\nrefused\n") << out.stderr_data;
+  EXPECT_NE(mount.stdout_data.find(" ro,"), std::string::npos)
+      << mount.stdout_data << mount.stderr_data;
+  EXPECT_NE(mount.stdout_data.find("nosuid"), std::string::npos) << mount.stdout_data;
+  EXPECT_NE(mount.stdout_data.find("nodev"), std::string::npos) << mount.stdout_data;
 }
 
 TEST_F(HostSideTest, PlantedSymlinksAreNotCollected) {

@@ -370,6 +370,32 @@ TEST_F(IsolationTest, NothingPersistsIntoTheNextRun) {
   EXPECT_FALSE(std::filesystem::exists("/dev/shm/polyrun-x"));
 }
 
+// The compiled-artifact cache is the one thing kept between runs: a run can neither change the
+// binary the next identical run executes nor see where it is kept.
+TEST_F(IsolationTest, ARunCannotTamperWithTheCachedBinaryOrSeeTheCache) {
+  const std::string evil = R"(#include <stdio.h>
+#include <unistd.h>
+#include <fcntl.h>
+int main(int argc, char** argv) {
+  unlink("/work/main");
+  int fd = open("/work/main", O_WRONLY | O_CREAT | O_TRUNC, 0755);
+  int wrote = fd >= 0 && write(fd, "#!/bin/sh\necho pwned\n", 22) == 22;
+  printf("genuine binary ran; replaced=%d cache_visible=%d\n", wrote,
+         access(argv[1], F_OK) == 0);
+  return 0;
+}
+)";
+  const RunOptions options{.args = {temp_dir() + "/cache/artifacts"}};
+  auto first = Run("c", evil, options);
+  EXPECT_EQ(first.stdout_text, "genuine binary ran; replaced=1 cache_visible=0\n")
+      << Describe(first);
+  auto second = Run("c", evil, options);
+  ASSERT_TRUE(second.compile.has_value()) << Describe(second);
+  EXPECT_TRUE(second.compile->cached) << Describe(second);
+  EXPECT_EQ(second.stdout_text, "genuine binary ran; replaced=1 cache_visible=0\n")
+      << Describe(second);
+}
+
 TEST_F(IsolationTest, ConcurrentRunsDoNotSeeEachOther) {
   // Run 1 writes everything persist_write does and stays alive holding it; while it lives,
   // run 2 (started from run 1's output callback) must see none of it, nor run 1's processes.
