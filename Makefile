@@ -7,16 +7,17 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build and runtime dependencies, all from Debian.
 PACKAGES := build-essential cmake ninja-build pkg-config git \
-  libseccomp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libtoml11-dev \
+  libseccomp-dev nlohmann-json3-dev libboost1.81-dev prometheus-cpp-dev libcli11-dev libspdlog-dev libfmt-dev libtoml11-dev \
   libgtest-dev libgmock-dev libbenchmark-dev clang-format clang-tidy-19 \
   python3 bash gcc g++ nodejs \
   ruby php-cli lua5.4 r-base-core guile-3.0 sqlite3 golang-go rustc openjdk-17-jdk-headless \
   wabt zip \
+  libsqlite3-dev libpq-dev postgresql \
   bubblewrap hyperfine \
   qemu-system-x86 busybox-static cpio xz-utils
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build build-asan test test-unit test-asan test-cgroup2 run format format-check lint bench clean
+.PHONY: setup build build-asan test test-unit test-asan test-cgroup2 run demo format format-check lint bench clean
 
 ## setup: install every build and runtime dependency (idempotent; skips apt when all present)
 setup:
@@ -28,7 +29,7 @@ setup:
 	@# NodeSource's nodejs bundles npm; Debian's does not (and conflicts with Debian's npm).
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 	@# Toolchains from npm live in their language's folder, pinned by its package-lock.json.
-	@for lock in languages/*/package-lock.json; do \
+	@for lock in languages/*/package-lock.json tests/*/package-lock.json; do \
 	  [ -e "$$lock" ] || continue; d=$$(dirname $$lock); \
 	  if [ ! -d $$d/node_modules ] || [ $$lock -nt $$d/node_modules/.package-lock.json ]; then \
 	    echo "setup: npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
@@ -61,8 +62,12 @@ test-asan: build-asan
 test-cgroup2: build
 	tests/vm/cgroup2-vm.sh --timeout 1800 --rw $(CURDIR) -- $(CURDIR)/tests/vm/run-suites.sh $(CURDIR)/build
 
-## run: set up, build and demonstrate (the server arrives with the server issue)
+## run: set up, build and serve the API (docs/api.md) on SQLite until Ctrl-C
 run: build
+	./build/polyrun serve --listen 127.0.0.1:8080
+
+## demo: the command line at work (runs, the artifact cache, the analyzer)
+demo: build
 	@scripts/demo.sh ./build/polyrun
 
 format:

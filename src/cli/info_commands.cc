@@ -7,7 +7,9 @@
 #include "cli/exit_codes.h"
 #include "engine/config.h"
 #include "engine/engine.h"
+#include "engine/language_info.h"
 #include "languages/registry.h"
+#include "server/server_config.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/host_check.h"
 
@@ -35,20 +37,9 @@ int LanguagesCommand(const SettingsFlags& settings, bool as_json) {
 
   json out = json::array();
   int usable = 0;
-  for (const auto& e : registry->entries()) {
-    bool ok = e.usable && host_problem.empty();
-    usable += ok ? 1 : 0;
-    std::string why = !e.usable ? e.problem : host_problem;
-    const auto* l = e.language.get();
-    out.push_back({{"id", e.id},
-                   {"name", l ? l->name : e.id},
-                   {"version", e.version.empty() ? json(nullptr) : json(e.version)},
-                   {"usable", ok},
-                   {"problem", ok ? json(nullptr) : json(why)},
-                   {"aliases", l ? l->aliases : std::vector<std::string>{}},
-                   {"extensions", l ? l->extensions : std::vector<std::string>{}},
-                   {"compiled", l && l->compile.has_value()},
-                   {"sessions", l && l->sessions}});
+  for (const auto& info : engine::LanguageInfos(*registry, host_problem)) {
+    usable += info.usable ? 1 : 0;
+    out.push_back(engine::ToJson(info));
   }
   if (as_json) {
     std::cout << out.dump(2) << "\n" << std::flush;
@@ -118,7 +109,7 @@ int DoctorCommand(const SettingsFlags& settings, bool as_json) {
 }
 
 int OptionsCommand() {
-  std::cout << engine::OptionsMarkdown();
+  std::cout << engine::OptionsMarkdown() << server::ServerOptionsMarkdown();
   return 0;
 }
 

@@ -6,7 +6,9 @@
 #include "cli/exit_codes.h"
 #include "cli/info_commands.h"
 #include "cli/run_command.h"
+#include "cli/serve_command.h"
 #include "languages/limits.h"
+#include "server/server_config.h"
 
 namespace {
 
@@ -56,6 +58,23 @@ int Main(int argc, char** argv) {
   auto* check_code_opt = check_cmd->add_option("-c,--code", check_code, "Code to check");
   check_cmd->add_flag("--json", check.json, "JSON output");
 
+  cli::ServeOptions serve;
+  auto* serve_cmd = app.add_subcommand(
+      "serve", "Serve the HTTP/JSON + WebSocket API (docs/api.md) until SIGINT/SIGTERM");
+  std::vector<std::string> serve_values(server::ServerSettingDecls().size());
+  std::vector<CLI::Option*> serve_opts;
+  for (size_t i = 0; i < serve_values.size(); ++i) {
+    const auto& d = server::ServerSettingDecls()[i];
+    if (d.flag.empty()) {
+      serve_opts.push_back(nullptr);
+      continue;
+    }
+    serve_opts.push_back(serve_cmd->add_option(
+        "--" + std::string(d.flag), serve_values[i],
+        std::string(d.help) + " (" + std::string(OptionTypeName(d.type)) +
+            (d.default_value.empty() ? "" : ", default " + std::string(d.default_value)) + ")"));
+  }
+
   bool json = false;
   auto* langs_cmd =
       app.add_subcommand("languages", "List languages and whether they are usable here");
@@ -86,6 +105,13 @@ int Main(int argc, char** argv) {
   if (*check_cmd) {
     if (*check_code_opt) check.code = check_code;
     return cli::CheckCommand(check, settings);
+  }
+  if (*serve_cmd) {
+    for (size_t i = 0; i < serve_values.size(); ++i) {
+      if (serve_opts[i] != nullptr && *serve_opts[i])
+        serve.settings[std::string(server::ServerSettingDecls()[i].name)] = serve_values[i];
+    }
+    return cli::ServeCommand(serve, settings);
   }
   if (*langs_cmd) return cli::LanguagesCommand(settings, json);
   if (*doctor_cmd) return cli::DoctorCommand(settings, json);

@@ -31,7 +31,8 @@ std::string ExeDir() {
 
 }  // namespace
 
-Result<engine::EngineConfig> LoadSettings(const SettingsFlags& flags) {
+Result<engine::EngineConfig> LoadSettings(const SettingsFlags& flags, std::string* config_text,
+                                          std::string* config_origin) {
   engine::EngineConfig cfg;
   std::string file = flags.config_file;
   bool explicit_file = !file.empty();
@@ -49,6 +50,8 @@ Result<engine::EngineConfig> LoadSettings(const SettingsFlags& flags) {
       auto parsed = engine::ParseConfig(*text, file, cfg);
       if (!parsed) return std::unexpected(parsed.error());
       cfg = std::move(*parsed);
+      if (config_text) *config_text = *text;
+      if (config_origin) *config_origin = file;
     }
   }
   if (!flags.languages_dir.empty()) cfg.languages_dir = flags.languages_dir;

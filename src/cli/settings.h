@@ -16,6 +16,10 @@ struct SettingsFlags {
   std::string cache_dir;
 };
 
-Result<engine::EngineConfig> LoadSettings(const SettingsFlags& flags);
+// `config_text`/`config_origin` (optional) receive the config file's text and path, empty when
+// there is none, for the layers that read their own tables from it (`[server]`).
+Result<engine::EngineConfig> LoadSettings(const SettingsFlags& flags,
+                                          std::string* config_text = nullptr,
+                                          std::string* config_origin = nullptr);
 
 }  // namespace polyrun::cli

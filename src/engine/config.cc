@@ -102,6 +102,8 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
           target = *l;
         }
       }
+    } else if (key == "server") {
+      // The server's own table: parsed and checked by the server layer (server_config.cc).
     } else {
       return Fail(Errc::kParse, key + ": unknown key");
     }

@@ -27,7 +27,8 @@ using sandbox::Termination;
 // caller's sink and keeps them for the fold.
 class Recorder {
  public:
-  Recorder(std::string id, const EventSink& sink) : id_(std::move(id)), sink_(sink) {}
+  Recorder(std::string id, const EventSink& sink, std::chrono::steady_clock::time_point start)
+      : id_(std::move(id)), sink_(sink), start_(start) {}
 
   void Emit(Event::Kind kind, json payload = nullptr, std::string data = {},
             std::string stream = {}) {
@@ -50,7 +51,7 @@ class Recorder {
  private:
   std::string id_;
   const EventSink& sink_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point start_;
   std::vector<Event> events_;
 };
 
@@ -264,8 +265,13 @@ std::string NewExecutionId() {
   return out;
 }
 
-std::string NowRfc3339() {
-  auto now = std::chrono::system_clock::now();
+json QueuedPayload(const ExecutionRequest& req, const std::string& created_at) {
+  return {{"language", req.language}, {"labels", req.labels}, {"created_at", created_at}};
+}
+
+std::string NowRfc3339() { return Rfc3339(std::chrono::system_clock::now()); }
+
+std::string Rfc3339(std::chrono::system_clock::time_point now) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   time_t secs = static_cast<time_t>(ms / 1000);
   tm t{};
@@ -426,9 +432,10 @@ CheckReport Engine::Check(const CheckRequest& req) {
 }
 
 ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) {
-  Recorder rec(NewExecutionId(), sink);
-  rec.Emit(Event::Kind::kQueued,
-           {{"language", req.language}, {"labels", req.labels}, {"created_at", NowRfc3339()}});
+  const bool admitted = !req.id.empty();
+  Recorder rec(admitted ? req.id : NewExecutionId(), sink,
+               admitted ? req.queued_at : std::chrono::steady_clock::now());
+  rec.Emit(Event::Kind::kQueued, QueuedPayload(req, admitted ? req.created_at : NowRfc3339()));
   auto finish = [&](Status status, std::string reason, json extra = json::object()) {
     extra["status"] = StatusName(status);
     extra["reason"] = std::move(reason);

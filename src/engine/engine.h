@@ -66,7 +66,10 @@ class Engine {
 
 // A new execution id: time-ordered, unique, URL-safe ("ex_" + 26 chars).
 std::string NewExecutionId();
+// The payload of an execution's first event, `queued` (seq 1).
+nlohmann::json QueuedPayload(const ExecutionRequest& req, const std::string& created_at);
 // RFC 3339 UTC timestamp with milliseconds for the current time.
 std::string NowRfc3339();
+std::string Rfc3339(std::chrono::system_clock::time_point t);
 
 }  // namespace polyrun::engine

@@ -32,6 +32,13 @@ std::string_view EventKindName(Event::Kind kind) {
   return "?";
 }
 
+std::optional<Event::Kind> EventKindFromName(std::string_view name) {
+  for (int i = 0; i <= static_cast<int>(Event::Kind::kFinished); ++i) {
+    if (EventKindName(static_cast<Event::Kind>(i)) == name) return static_cast<Event::Kind>(i);
+  }
+  return std::nullopt;
+}
+
 void Apply(ExecutionResult& r, const Event& e) {
   const json& p = e.payload;
   switch (e.kind) {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ struct Event {
 };
 
 std::string_view EventKindName(Event::Kind kind);
+std::optional<Event::Kind> EventKindFromName(std::string_view name);
 
 // Receives events in order, on the thread running the execution.
 using EventSink = std::function<void(const Event&)>;

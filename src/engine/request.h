@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,6 +32,12 @@ struct ExecutionRequest {
   bool network = false;
   std::map<std::string, std::string> labels;
   int cancel_fd = -1;  // library only: readable => cancel
+
+  // Set by whoever admitted the request earlier and already published its `queued` event (the
+  // ExecutionService); Run then continues that execution. Empty id: Run assigns all three.
+  std::string id;
+  std::string created_at;
+  std::chrono::steady_clock::time_point queued_at;
 };
 
 }  // namespace polyrun::engine

@@ -27,6 +27,11 @@ Sha256& Sha256::Add(std::string_view field) {
   return *this;
 }
 
+Sha256& Sha256::AddRaw(std::string_view bytes) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size());
+  return *this;
+}
+
 std::string Sha256::HexDigest() {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;

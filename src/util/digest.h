@@ -14,6 +14,8 @@ class Sha256 {
   Sha256(const Sha256&) = delete;
   Sha256& operator=(const Sha256&) = delete;
   Sha256& Add(std::string_view field);
+  // Plain bytes, no length prefix (hashes that must match `sha256sum`).
+  Sha256& AddRaw(std::string_view bytes);
   std::string HexDigest();  // finishes the hash; call once
 
  private:

@@ -18,5 +18,11 @@ TEST(Sha256, MatchesAKnownVector) {
             "ce91dc5eec0139adf091900d225971d6ad246a845bad791b5693a9d0d55dd391");
 }
 
+TEST(Sha256, AddRawMatchesSha256sum) {
+  // printf abc | sha256sum
+  EXPECT_EQ(Sha256().AddRaw("abc").HexDigest(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 }  // namespace
 }  // namespace polyrun

@@ -1,0 +1,77 @@
+#include "server/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace polyrun::server {
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const prometheus::Histogram::BucketBoundaries b = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+  return b;
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      executions_(prometheus::BuildCounter()
+                      .Name("polyrun_executions_total")
+                      .Help("Finished executions by language and status")
+                      .Register(*registry_)),
+      execution_seconds_(prometheus::BuildHistogram()
+                             .Name("polyrun_execution_duration_seconds")
+                             .Help("Wall time of finished executions, queueing excluded")
+                             .Register(*registry_)),
+      sandbox_failures_(prometheus::BuildCounter()
+                            .Name("polyrun_sandbox_failures_total")
+                            .Help("Executions that ended in internal_error (our fault)")
+                            .Register(*registry_)),
+      http_requests_(prometheus::BuildCounter()
+                         .Name("polyrun_http_requests_total")
+                         .Help("HTTP requests by route and status code")
+                         .Register(*registry_)),
+      http_seconds_(prometheus::BuildHistogram()
+                        .Name("polyrun_http_request_duration_seconds")
+                        .Help("Time from request to response by route")
+                        .Register(*registry_)),
+      refused_(prometheus::BuildCounter()
+                   .Name("polyrun_admission_refused_total")
+                   .Help("Requests refused by admission control, by reason")
+                   .Register(*registry_)),
+      queued_(prometheus::BuildGauge()
+                  .Name("polyrun_queue_depth")
+                  .Help("Executions admitted and waiting to run")
+                  .Register(*registry_)
+                  .Add({})),
+      running_(prometheus::BuildGauge()
+                   .Name("polyrun_running")
+                   .Help("Executions running now")
+                   .Register(*registry_)
+                   .Add({})) {}
+
+void Metrics::Finished(const engine::ExecutionResult& r) {
+  const std::string status(engine::StatusName(r.status));
+  executions_.Add({{"language", r.language}, {"status", status}}).Increment();
+  execution_seconds_.Add({{"language", r.language}}, LatencyBuckets())
+      .Observe(static_cast<double>(r.usage.wall_ms) / 1000.0);
+  if (r.status == engine::Status::kInternalError) {
+    sandbox_failures_.Add({{"language", r.language}}).Increment();
+  }
+}
+
+void Metrics::Request(const std::string& route, unsigned status, double seconds) {
+  http_requests_.Add({{"route", route}, {"code", std::to_string(status)}}).Increment();
+  http_seconds_.Add({{"route", route}}, LatencyBuckets()).Observe(seconds);
+}
+
+void Metrics::Refused(const std::string& why) { refused_.Add({{"reason", why}}).Increment(); }
+
+std::string Metrics::Render(size_t queued, size_t running) {
+  queued_.Set(static_cast<double>(queued));
+  running_.Set(static_cast<double>(running));
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace polyrun::server
