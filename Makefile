@@ -13,7 +13,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config git \
   ruby php-cli lua5.4 r-base-core guile-3.0 sqlite3 golang-go rustc openjdk-17-jdk-headless \
   wabt zip \
   libsqlite3-dev libpq-dev postgresql \
-  bubblewrap hyperfine \
+  bubblewrap hyperfine wrk \
   qemu-system-x86 busybox-static cpio xz-utils
 JOBS ?= $(shell nproc)
 
@@ -86,12 +86,14 @@ lint: build format-check
 	git ls-files 'src/*_test.cc' | xargs -P $(JOBS) -n 1 clang-tidy-19 -p build --quiet \
 	  --checks=-bugprone-unchecked-optional-access
 
-## bench: cold-run latency against the bare toolchains and bubblewrap; the artifact cache
+## bench: cold-run latency against the bare toolchains and bubblewrap; the artifact cache; the
+## server's overhead over the library (bench/results/server.json)
 bench: setup
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS)
 	bench/cold_start.sh ./build-release/polyrun
 	./build-release/bench/compile_cache_bench
+	./build-release/bench/server_bench
 	bench/languages.py ./build-release/polyrun
 
 clean:

@@ -9,9 +9,9 @@
 #include "engine/engine.h"
 #include "engine/language_info.h"
 #include "languages/registry.h"
-#include "server/server_config.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/host_check.h"
+#include "server/server_config.h"
 
 namespace polyrun::cli {
 

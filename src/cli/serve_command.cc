@@ -47,6 +47,14 @@ int Fatal(const std::string& what) {
 }  // namespace
 
 int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
+  // Signals are taken by sigwait below, never by a handler on a random thread: blocked before
+  // any thread (the service's workers, the I/O threads) exists, so all of them inherit it.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   std::string text, origin;
   auto config = LoadSettings(flags, &text, &origin);
   if (!config) return Fatal(config.error().message());
@@ -77,8 +85,8 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
   const std::vector<engine::LanguageInfo> languages = engine::LanguageInfos(eng.registry(), "");
 
   engine::ExecutionService::Options so;
-  so.max_running = serve.max_running > 0 ? serve.max_running
-                                         : std::max(1u, std::thread::hardware_concurrency());
+  so.max_running =
+      serve.max_running > 0 ? serve.max_running : std::max(1u, std::thread::hardware_concurrency());
   so.max_queued = serve.max_queued;
   engine::ExecutionService service(
       [&eng](const engine::ExecutionRequest& r, const engine::EventSink& sink) {
@@ -94,28 +102,20 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
   }
 
   server::ServerDeps deps{
-      service,
-      **store,
-      [&languages] { return languages; },
+      service, **store,
+      [&languages]() -> const std::vector<engine::LanguageInfo>& { return languages; },
       [&eng](const engine::CheckRequest& r) { return eng.Check(r); },
       [&eng](const std::string& language) -> std::string {
         const auto* e = eng.registry().Find(language);
         return e && e->language ? e->language->entry : "main";
       }};
 
-  // Signals are taken by sigwait below, never by a handler on a random thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   server::Server srv(serve.server, deps);
   if (auto started = srv.Start(); !started) return Fatal(started.error().message());
-  std::cout << "polyrun serve: listening on http://" << serve.server.listen.substr(0, serve.server.listen.rfind(':'))
-            << ":" << srv.port() << "  (store: " << (*store)->backend() << " " << location
-            << "; " << so.max_running << " runs at once, " << so.max_queued
-            << " queued; Ctrl-C stops)\n"
+  std::cout << "polyrun serve: listening on http://"
+            << serve.server.listen.substr(0, serve.server.listen.rfind(':')) << ":" << srv.port()
+            << "  (store: " << (*store)->backend() << " " << location << "; " << so.max_running
+            << " runs at once, " << so.max_queued << " queued; Ctrl-C stops)\n"
             << std::flush;
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -269,7 +269,9 @@ json QueuedPayload(const ExecutionRequest& req, const std::string& created_at) {
   return {{"language", req.language}, {"labels", req.labels}, {"created_at", created_at}};
 }
 
-std::string NowRfc3339() { return Rfc3339(std::chrono::system_clock::now()); }
+std::string NowRfc3339() {
+  return Rfc3339(std::chrono::system_clock::now());
+}
 
 std::string Rfc3339(std::chrono::system_clock::time_point now) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();

@@ -26,9 +26,9 @@ Result<std::pair<UniqueFd, UniqueFd>> MakePipe(const char* what) {
 }
 
 uint64_t MsSince(std::chrono::steady_clock::time_point t) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now() - t)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
+          .count());
 }
 
 }  // namespace
@@ -51,16 +51,17 @@ Result<Event> FromRecord(const store::EventRecord& r) {
   e.seq = r.seq;
   e.t_ms = r.t_ms;
   auto kind = EventKindFromName(r.kind);
-  if (!kind) return Fail(Errc::kParse, "event " + r.execution_id + "/" + std::to_string(r.seq) +
-                                           ": unknown kind \"" + r.kind + "\"");
+  if (!kind)
+    return Fail(Errc::kParse, "event " + r.execution_id + "/" + std::to_string(r.seq) +
+                                  ": unknown kind \"" + r.kind + "\"");
   e.kind = *kind;
   e.stream = r.stream;
   e.data = r.data;
   if (!r.payload.empty()) {
     e.payload = json::parse(r.payload, nullptr, false);
     if (e.payload.is_discarded()) {
-      return Fail(Errc::kParse,
-                  "event " + r.execution_id + "/" + std::to_string(r.seq) + ": payload is not JSON");
+      return Fail(Errc::kParse, "event " + r.execution_id + "/" + std::to_string(r.seq) +
+                                    ": payload is not JSON");
     }
   }
   return e;
@@ -94,7 +95,9 @@ ExecutionService::ExecutionService(Runner runner, store::Store& store, Options o
   for (size_t i = 0; i < options_.max_running; ++i) workers_.emplace_back([this] { Worker(); });
 }
 
-ExecutionService::~ExecutionService() { Shutdown(std::chrono::milliseconds(0)); }
+ExecutionService::~ExecutionService() {
+  Shutdown(std::chrono::milliseconds(0));
+}
 
 Result<size_t> ExecutionService::RecoverInterrupted() {
   auto unfinished = store_.Unfinished();
@@ -231,7 +234,8 @@ void ExecutionService::Execute(const std::shared_ptr<Live>& live) {
     finished = live->finished;
   }
   // A runner that returned without a finished event broke its contract; never lose the run.
-  if (!finished) FinishWithoutRunning(live, Status::kInternalError, "the runner ended without a result");
+  if (!finished)
+    FinishWithoutRunning(live, Status::kInternalError, "the runner ended without a result");
 }
 
 void ExecutionService::Publish(Live& live, const Event& e) {
@@ -242,9 +246,9 @@ void ExecutionService::Publish(Live& live, const Event& e) {
   if (e.kind == Event::Kind::kFinished) {
     live.finished = true;
     live.stdin_w.reset();
-    stored = store_.Finish(live.id, std::string(StatusName(live.folded.status)),
-                           live.folded.finished_at,
-                           ToJson(live.folded).dump(-1, ' ', false, kReplace), {ToRecord(e)});
+    stored =
+        store_.Finish(live.id, std::string(StatusName(live.folded.status)), live.folded.finished_at,
+                      ToJson(live.folded).dump(-1, ' ', false, kReplace), {ToRecord(e)});
   } else {
     std::map<std::string, std::string> status;
     if (e.kind == Event::Kind::kStarted) status[live.id] = StatusName(Status::kRunning);
@@ -257,9 +261,12 @@ void ExecutionService::Publish(Live& live, const Event& e) {
   live.events.push_back(e);
   for (auto& [_, cb] : live.subscribers) cb(e);
   if (live.finished) {
-    live.subscribers.clear();
+    // Destroyed after unlocking: a callback may own the last reference to its subscriber.
+    std::map<uint64_t, EventCallback> done;
+    done.swap(live.subscribers);
     ExecutionResult folded = live.folded;
     lock.unlock();
+    done.clear();
     if (options_.on_finished) options_.on_finished(folded, live.api_key);
   }
 }
@@ -350,7 +357,7 @@ Result<std::optional<std::string>> ExecutionService::KeyOf(const std::string& id
   auto rec = store_.Get(id);
   if (!rec) return std::unexpected(rec.error());
   if (!*rec) return std::optional<std::string>();
-  return std::optional<std::string>((*rec)->api_key);
+  return std::optional<std::string>(rec->value().api_key);
 }
 
 ExecutionService::CancelOutcome ExecutionService::Cancel(const std::string& id) {
@@ -361,6 +368,11 @@ ExecutionService::CancelOutcome ExecutionService::Cancel(const std::string& id) 
     if (it != live_.end()) {
       auto q = std::find(queue_.begin(), queue_.end(), it->second);
       if (q == queue_.end()) {
+        {
+          // Finished, but its worker has not yet dropped it from live_.
+          std::lock_guard live_lock(it->second->mu);
+          if (it->second->finished) return CancelOutcome::kAlreadyFinished;
+        }
         // Running: the sandbox sees the cancel pipe become readable and kills the tree.
         const char byte = 1;
         (void)::write(it->second->cancel_w.get(), &byte, 1);
@@ -397,9 +409,9 @@ Result<void> ExecutionService::WriteStdin(const std::string& id, std::string_vie
     ssize_t n = ::write(live->stdin_w.get(), data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
-      return Fail(Errc::kLimitUnavailable,
-                  "stdin: the program is not reading its input (" + std::to_string(done) + " of " +
-                      std::to_string(data.size()) + " bytes written)");
+      return Fail(Errc::kLimitUnavailable, "stdin: the program is not reading its input (" +
+                                               std::to_string(done) + " of " +
+                                               std::to_string(data.size()) + " bytes written)");
     }
     // EPIPE: the program closed its stdin or exited; what it did not read is gone.
     if (n < 0) return SysFail("write", "stdin of " + id);

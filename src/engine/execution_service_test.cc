@@ -195,7 +195,10 @@ TEST_F(ExecutionServiceTest, CancelEndsQueuedAndRunningExecutions) {
   EXPECT_EQ(svc.Cancel(running->id), ExecutionService::CancelOutcome::kCancelling);
   auto r = WaitFinished(svc, running->id);
   EXPECT_EQ(Fold(r).status, Status::kCancelled);
-  EXPECT_EQ(gate.started, 1);  // the queued one never ran
+  {
+    std::lock_guard l(gate.mu);
+    EXPECT_EQ(gate.started, 1);  // the queued one never ran
+  }
   EXPECT_EQ(svc.Cancel(running->id), ExecutionService::CancelOutcome::kAlreadyFinished);
   EXPECT_EQ(svc.Cancel("ex_nosuch"), ExecutionService::CancelOutcome::kNotFound);
 }

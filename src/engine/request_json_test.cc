@@ -130,7 +130,7 @@ TEST(RequestFromJson, VersionIsAString) {
   body["version"] = 3.11;
   ExpectInvalid(body, "version", "version: expected a string, got number");
   body["version"] = "*";
-  EXPECT_EQ(Parse(body)->version, "*");
+  EXPECT_EQ(Parse(body).value().version, "*");
 }
 
 TEST(RequestFromJson, ExactlyOneOfCodeAndFiles) {
@@ -221,7 +221,7 @@ TEST(RequestFromJson, EntryMustNameOneOfTheFiles) {
   json body =
       WithFiles({{{"name", "a.py"}, {"content", "1"}}, {{"name", "b.py"}, {"content", "2"}}});
   body["entry"] = "b.py";
-  EXPECT_EQ(Parse(body)->entry, "b.py");
+  EXPECT_EQ(Parse(body).value().entry, "b.py");
   body["entry"] = "c.py";
   ExpectInvalid(body, "entry", "entry: \"c.py\" is not among the files");
   body["entry"] = 1;
@@ -317,7 +317,7 @@ TEST(RequestFromJson, BadLimitsNameTheLimit) {
 TEST(RequestFromJson, NetworkAndLabels) {
   json body = Minimal();
   body["network"] = true;
-  EXPECT_TRUE(Parse(body)->network);
+  EXPECT_TRUE(Parse(body).value().network);
   body["network"] = "yes";
   ExpectInvalid(body, "network", "network: expected a boolean, got string");
   body = Minimal();

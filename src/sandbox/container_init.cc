@@ -235,11 +235,16 @@ void SendArtifacts(const ChildPlan& plan) {
     if (::write(fd, "0", 1) != 1) Die("join cgroup ", file, errno);
     ::close(fd);
   }
-  if (plan.clear_groups && ::setgroups(0, nullptr) != 0) Die("setgroups", nullptr, errno);
-  if (::setresgid(plan.inner_gid, plan.inner_gid, plan.inner_gid) != 0) {
+  // Raw system calls, not glibc's wrappers: those apply the change to every thread of the
+  // process (the setxid broadcast), and this child of a multi-threaded server inherited the
+  // parent's thread list without its threads, so the wrapper would wait for them forever.
+  if (plan.clear_groups && ::syscall(SYS_setgroups, 0, nullptr) != 0) {
+    Die("setgroups", nullptr, errno);
+  }
+  if (::syscall(SYS_setresgid, plan.inner_gid, plan.inner_gid, plan.inner_gid) != 0) {
     Die("setresgid", nullptr, errno);
   }
-  if (::setresuid(plan.inner_uid, plan.inner_uid, plan.inner_uid) != 0) {
+  if (::syscall(SYS_setresuid, plan.inner_uid, plan.inner_uid, plan.inner_uid) != 0) {
     Die("setresuid", nullptr, errno);
   }
   // Entered only now, so the namespace's root is the run's own cgroup.

@@ -23,8 +23,7 @@ class Api {
   ~Api();
 
   void Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex);
-  std::shared_ptr<WsHandler> Upgrade(const HttpRequest& req, bool loopback,
-                                     HttpResponse& refusal);
+  std::shared_ptr<WsHandler> Upgrade(const HttpRequest& req, bool loopback, HttpResponse& refusal);
   // Called once per finished execution (from the service).
   void Finished(const engine::ExecutionResult& result, const std::string& api_key);
 
@@ -43,8 +42,10 @@ class Api {
   Admitted Admit(engine::ExecutionRequest request, const Caller& caller, bool interactive);
   // Fills file names the request left empty with the language's entry file name.
   void NameFiles(engine::ExecutionRequest& request) const;
-  // Refuses an unknown or unusable language before anything is recorded: nullopt when fine.
-  std::optional<engine::RequestError> CheckLanguage(const engine::ExecutionRequest& request) const;
+  // Refuses an unknown or unusable language before anything is recorded: nullopt when fine,
+  // and then an alias or extension in `request.language` is replaced by the language's id (so
+  // history, metrics and the result all say "python", whatever the caller wrote).
+  std::optional<engine::RequestError> CheckLanguage(engine::ExecutionRequest& request) const;
 
   // Sends `response` and records the request in the metrics under `route`.
   void Reply(const std::shared_ptr<Exchange>& ex, const std::string& route,

@@ -46,8 +46,8 @@ ApiKeys::Admit ApiKeys::Acquire(const std::string& name, std::chrono::seconds& r
   if (key->runs_per_minute > 0) {
     const auto now = std::chrono::steady_clock::now();
     const double minutes = std::chrono::duration<double>(now - a.refilled).count() / 60.0;
-    a.tokens = std::min(std::max(key->runs_per_minute, 1.0),
-                        a.tokens + minutes * key->runs_per_minute);
+    a.tokens =
+        std::min(std::max(key->runs_per_minute, 1.0), a.tokens + minutes * key->runs_per_minute);
     a.refilled = now;
     if (a.tokens < 1.0) {
       const double wait_s = (1.0 - a.tokens) * 60.0 / key->runs_per_minute;

@@ -13,8 +13,8 @@ namespace polyrun::server {
 // One API key as the operator configures it ([server.keys.NAME] in the config file). Only the
 // key's SHA-256 is kept (`printf %s "$KEY" | sha256sum`), never the key.
 struct ApiKey {
-  std::string name;           // recorded with every execution it submits (audit)
-  std::string sha256;         // lowercase hex
+  std::string name;            // recorded with every execution it submits (audit)
+  std::string sha256;          // lowercase hex
   double runs_per_minute = 0;  // token bucket refilled continuously; 0: unlimited
   size_t max_running = 0;      // executions queued or running at once; 0: unlimited
 };

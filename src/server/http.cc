@@ -5,6 +5,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <sstream>
@@ -37,11 +38,36 @@ std::string Serialize(const HttpResponse& res) {
   return out.str();
 }
 
+}  // namespace
+
+// Messages queued but not yet written, over every connection (each counted from its queueing
+// until it is written or dropped with its connection), and the WebSockets to close at a stop.
+struct ConnectionTracker {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t pending = 0;
+  std::vector<std::weak_ptr<WsConnection>> sockets;
+
+  void Add() {
+    std::lock_guard lock(mu);
+    ++pending;
+  }
+  void Done(int64_t n = 1) {
+    if (n == 0) return;
+    std::lock_guard lock(mu);
+    pending -= n;
+    if (pending <= 0) cv.notify_all();
+  }
+};
+
+namespace {
+
 // One WebSocket connection: a read loop feeding the handler and a queue of outgoing messages.
 class WsSession : public WsConnection, public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(tcp::socket&& socket, std::shared_ptr<WsHandler> handler, size_t max_message)
-      : ws_(std::move(socket)), handler_(std::move(handler)) {
+  WsSession(tcp::socket&& socket, std::shared_ptr<WsHandler> handler, size_t max_message,
+            std::shared_ptr<ConnectionTracker> tracker)
+      : ws_(std::move(socket)), handler_(std::move(handler)), tracker_(std::move(tracker)) {
     ws_.read_message_max(max_message);
   }
 
@@ -55,16 +81,18 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
   }
 
   void Send(std::string text) override {
+    tracker_->Add();
     net::post(ws_.get_executor(), [self = shared_from_this(), t = std::move(text)]() mutable {
-      if (self->closing_ || self->gone_) return;
+      if (self->closing_ || self->gone_) return self->tracker_->Done();
       self->out_.push_back({std::move(t), false, 0, {}});
       if (!self->writing_) self->Flush();
     });
   }
 
   void Close(uint16_t code, std::string reason) override {
+    tracker_->Add();
     net::post(ws_.get_executor(), [self = shared_from_this(), code, r = std::move(reason)]() {
-      if (self->closing_ || self->gone_) return;
+      if (self->closing_ || self->gone_) return self->tracker_->Done();
       self->closing_ = true;
       self->out_.push_back({{}, true, code, r});
       if (!self->writing_) self->Flush();
@@ -115,6 +143,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
     ws_.async_write(net::buffer(o.text), [self = shared_from_this()](beast::error_code ec, size_t) {
       if (ec) return self->Closed();
       self->out_.pop_front();
+      self->tracker_->Done();
       self->Flush();
     });
   }
@@ -122,6 +151,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
   void Closed() {
     if (gone_) return;
     gone_ = true;
+    tracker_->Done(static_cast<int64_t>(out_.size()));
     out_.clear();
     handler_->OnClose();
     std::vector<std::shared_ptr<void>> held;
@@ -135,6 +165,7 @@ class WsSession : public WsConnection, public std::enable_shared_from_this<WsSes
   websocket::stream<beast::tcp_stream> ws_;
   beast::flat_buffer buf_;
   std::shared_ptr<WsHandler> handler_;
+  std::shared_ptr<ConnectionTracker> tracker_;
   std::deque<Out> out_;  // strand only
   bool writing_ = false, closing_ = false, gone_ = false;
   std::mutex held_mu_;
@@ -166,8 +197,11 @@ class SessionExchange : public Exchange {
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket&& socket, std::shared_ptr<const HttpRoutes> routes,
-              const HttpLimits& limits)
-      : stream_(std::move(socket)), routes_(std::move(routes)), limits_(limits) {
+              const HttpLimits& limits, std::shared_ptr<ConnectionTracker> tracker)
+      : stream_(std::move(socket)),
+        routes_(std::move(routes)),
+        limits_(limits),
+        tracker_(std::move(tracker)) {
     peer_ = PeerOf(stream_.socket(), loopback_);
   }
 
@@ -178,9 +212,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // Queues raw bytes; `then`: what follows once they are written.
   enum class After { kNothing, kReadNext, kClose };
   void Queue(std::string bytes, After then) {
+    tracker_->Add();
     net::post(stream_.get_executor(),
               [self = shared_from_this(), b = std::move(bytes), then]() mutable {
-                if (self->gone_) return;
+                if (self->gone_) return self->tracker_->Done();
                 self->out_.push_back({std::move(b), then});
                 if (!self->writing_) self->Flush();
               });
@@ -210,10 +245,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->body_limit(limits_.max_body);
     parser_->header_limit(64 * 1024);
     stream_.expires_after(limits_.read_timeout);
-    http::async_read(stream_, buf_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnRead(ec);
-                     });
+    http::async_read(
+        stream_, buf_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -227,13 +261,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       res.prepare_payload();
       return Queue(Serialize(res), After::kClose);
     }
-    if (ec) return Shutdown();
-    stream_.expires_never();
+    if (ec || !parser_) return Shutdown();
     HttpRequest req = parser_->release();
+    stream_.expires_never();
     if (websocket::is_upgrade(req)) {
       HttpResponse refusal;
-      auto handler = routes_->websocket ? routes_->websocket(req, peer_, loopback_, refusal)
-                                        : nullptr;
+      auto handler =
+          routes_->websocket ? routes_->websocket(req, peer_, loopback_, refusal) : nullptr;
       if (!handler) {
         if (refusal.result_int() == 200) {
           refusal.result(http::status::not_found);
@@ -244,12 +278,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         return Queue(Serialize(refusal), After::kClose);
       }
       auto ws = std::make_shared<WsSession>(stream_.release_socket(), std::move(handler),
-                                            limits_.max_ws_message);
+                                            limits_.max_ws_message, tracker_);
+      {
+        std::lock_guard lock(tracker_->mu);
+        std::erase_if(tracker_->sockets, [](const auto& w) { return w.expired(); });
+        tracker_->sockets.push_back(ws);
+      }
       ws->Accept(req);
       return;
     }
-    auto ex = std::make_shared<SessionExchange>(shared_from_this(), req.keep_alive(),
-                                                req.version());
+    auto ex =
+        std::make_shared<SessionExchange>(shared_from_this(), req.keep_alive(), req.version());
     routes_->request(req, std::move(ex));
   }
 
@@ -265,6 +304,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                        if (ec) return self->Shutdown();
                        After then = self->out_.front().then;
                        self->out_.pop_front();
+                       self->tracker_->Done();
                        if (then == After::kClose) return self->Shutdown();
                        if (then == After::kReadNext) {
                          self->Release();
@@ -277,9 +317,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void Shutdown() {
     if (gone_) return;
     gone_ = true;
+    tracker_->Done(static_cast<int64_t>(out_.size()));
     out_.clear();
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    ec = stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.close();
     std::lock_guard lock(held_mu_);
     released_ = true;
@@ -292,6 +333,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<const HttpRoutes> routes_;
   HttpLimits limits_;
+  std::shared_ptr<ConnectionTracker> tracker_;
   std::string peer_;
   bool loopback_ = false;
   std::deque<Out> out_;  // strand only
@@ -305,8 +347,8 @@ void SessionExchange::Send(HttpResponse response) {
   response.version(version_);
   response.keep_alive(keep_alive_);
   response.prepare_payload();
-  session_->Queue(Serialize(response), keep_alive_ ? HttpSession::After::kReadNext
-                                                   : HttpSession::After::kClose);
+  session_->Queue(Serialize(response),
+                  keep_alive_ ? HttpSession::After::kReadNext : HttpSession::After::kClose);
 }
 
 void SessionExchange::StartStream(HttpResponse header) {
@@ -322,11 +364,19 @@ void SessionExchange::Write(std::string data) {
   session_->Queue(std::move(data), HttpSession::After::kNothing);
 }
 
-void SessionExchange::End() { session_->Queue({}, HttpSession::After::kClose); }
+void SessionExchange::End() {
+  session_->Queue({}, HttpSession::After::kClose);
+}
 
-void SessionExchange::Hold(std::shared_ptr<void> resource) { session_->Hold(std::move(resource)); }
-const std::string& SessionExchange::peer() const { return session_->peer(); }
-bool SessionExchange::peer_is_loopback() const { return session_->loopback(); }
+void SessionExchange::Hold(std::shared_ptr<void> resource) {
+  session_->Hold(std::move(resource));
+}
+const std::string& SessionExchange::peer() const {
+  return session_->peer();
+}
+bool SessionExchange::peer_is_loopback() const {
+  return session_->loopback();
+}
 
 }  // namespace
 
@@ -334,7 +384,8 @@ HttpListener::HttpListener(net::io_context& ioc, HttpRoutes routes, HttpLimits l
     : ioc_(ioc),
       acceptor_(net::make_strand(ioc)),
       routes_(std::make_shared<const HttpRoutes>(std::move(routes))),
-      limits_(limits) {}
+      limits_(limits),
+      tracker_(std::make_shared<ConnectionTracker>()) {}
 
 Result<std::shared_ptr<HttpListener>> HttpListener::Open(net::io_context& ioc,
                                                          const tcp::endpoint& endpoint,
@@ -342,33 +393,53 @@ Result<std::shared_ptr<HttpListener>> HttpListener::Open(net::io_context& ioc,
   auto l = std::make_shared<HttpListener>(ioc, std::move(routes), limits);
   beast::error_code ec;
   const std::string where = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
-  l->acceptor_.open(endpoint.protocol(), ec);
-  if (ec) return SysFail("socket", "listen " + where, ec.value());
-  l->acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-  l->acceptor_.bind(endpoint, ec);
-  if (ec) return SysFail("bind", "listen " + where + ": " + ec.message(), ec.value());
-  l->acceptor_.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) return SysFail("listen", "listen " + where, ec.value());
+  // The error_code overloads also return the code; it is checked through `ec`.
+  if (ec = l->acceptor_.open(endpoint.protocol(), ec); ec) {
+    return SysFail("socket", "listen " + where, ec.value());
+  }
+  ec = l->acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (ec = l->acceptor_.bind(endpoint, ec); ec) {
+    return SysFail("bind", "listen " + where + ": " + ec.message(), ec.value());
+  }
+  if (ec = l->acceptor_.listen(net::socket_base::max_listen_connections, ec); ec) {
+    return SysFail("listen", "listen " + where, ec.value());
+  }
   l->port_ = l->acceptor_.local_endpoint().port();
   return l;
 }
 
-void HttpListener::Start() { Accept(); }
+void HttpListener::Start() {
+  Accept();
+}
 
 void HttpListener::Stop() {
   net::post(acceptor_.get_executor(), [self = shared_from_this()] {
     beast::error_code ec;
-    self->acceptor_.close(ec);
+    ec = self->acceptor_.close(ec);
   });
 }
 
+void HttpListener::Drain(std::chrono::milliseconds timeout) {
+  std::vector<std::weak_ptr<WsConnection>> sockets;
+  {
+    std::lock_guard lock(tracker_->mu);
+    sockets = tracker_->sockets;
+  }
+  for (const auto& w : sockets) {
+    if (auto ws = w.lock()) ws->Close(1001, "server shutting down");
+  }
+  std::unique_lock lock(tracker_->mu);
+  tracker_->cv.wait_for(lock, timeout, [&] { return tracker_->pending <= 0; });
+}
+
 void HttpListener::Accept() {
-  acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](
-                                                     beast::error_code ec, tcp::socket socket) {
+  acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](beast::error_code ec,
+                                                                             tcp::socket socket) {
     if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
     if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<HttpSession>(std::move(socket), self->routes_, self->limits_)->Start();
+      ec = socket.set_option(tcp::no_delay(true), ec);  // best effort: latency, not correctness
+      std::make_shared<HttpSession>(std::move(socket), self->routes_, self->limits_, self->tracker_)
+          ->Start();
     }
     self->Accept();
   });

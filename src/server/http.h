@@ -67,10 +67,12 @@ struct HttpRoutes {
 };
 
 struct HttpLimits {
-  size_t max_body = 16 << 20;                                   // 413 beyond
-  std::chrono::seconds read_timeout{30};                        // headers and body
-  size_t max_ws_message = 16 << 20;                             // close 1009 beyond
+  size_t max_body = 16 << 20;             // 413 beyond
+  std::chrono::seconds read_timeout{30};  // headers and body
+  size_t max_ws_message = 16 << 20;       // close 1009 beyond
 };
+
+struct ConnectionTracker;  // http.cc
 
 // Accepts connections on `endpoint` and serves them on `ioc`'s threads.
 class HttpListener : public std::enable_shared_from_this<HttpListener> {
@@ -80,6 +82,10 @@ class HttpListener : public std::enable_shared_from_this<HttpListener> {
                                                     HttpRoutes routes, HttpLimits limits);
   void Start();
   void Stop();  // stops accepting; open connections finish on their own
+  // For a graceful stop, after the last response was handed over: closes every WebSocket (1001,
+  // after what is queued for it) and waits until everything queued on any connection has been
+  // written or `timeout` passed.
+  void Drain(std::chrono::milliseconds timeout);
   uint16_t port() const { return port_; }
 
   HttpListener(boost::asio::io_context& ioc, HttpRoutes routes, HttpLimits limits);
@@ -90,6 +96,7 @@ class HttpListener : public std::enable_shared_from_this<HttpListener> {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<const HttpRoutes> routes_;
   HttpLimits limits_;
+  std::shared_ptr<ConnectionTracker> tracker_;
   uint16_t port_ = 0;
 };
 

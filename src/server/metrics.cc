@@ -66,7 +66,9 @@ void Metrics::Request(const std::string& route, unsigned status, double seconds)
   http_seconds_.Add({{"route", route}}, LatencyBuckets()).Observe(seconds);
 }
 
-void Metrics::Refused(const std::string& why) { refused_.Add({{"reason", why}}).Increment(); }
+void Metrics::Refused(const std::string& why) {
+  refused_.Add({{"reason", why}}).Increment();
+}
 
 std::string Metrics::Render(size_t queued, size_t running) {
   queued_.Set(static_cast<double>(queued));

@@ -1,11 +1,12 @@
 #pragma once
 
-#include <memory>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include <memory>
 #include <string>
 
 #include "engine/result.h"

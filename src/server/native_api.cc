@@ -16,7 +16,9 @@ namespace {
 
 constexpr auto kReplace = json::error_handler_t::replace;
 
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, kReplace); }
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, kReplace);
+}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -47,13 +49,18 @@ size_t IncompleteTail(std::string_view s) {
   for (size_t back = 1; back <= 3 && back <= n; ++back) {
     const auto c = static_cast<unsigned char>(s[n - back]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: look further back
-    const size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+    const size_t need = (c & 0xE0) == 0xC0   ? 2
+                        : (c & 0xF0) == 0xE0 ? 3
+                        : (c & 0xF8) == 0xF0 ? 4
+                                             : 1;
     return need > back ? back : 0;
   }
   return 0;
 }
 
-json EventJson(const engine::Event& e) { return engine::EventToJson(e); }
+json EventJson(const engine::Event& e) {
+  return engine::EventToJson(e);
+}
 
 // The result of every execution in a history page: the stored result when finished, else what
 // the record knows.
@@ -62,7 +69,7 @@ json HistoryItem(const store::ExecutionRecord& r) {
     json j = json::parse(r.result, nullptr, false);
     if (!j.is_discarded()) return j;
   }
-  return {{"id", r.id},        {"language", r.language},     {"status", r.status},
+  return {{"id", r.id},         {"language", r.language},     {"status", r.status},
           {"labels", r.labels}, {"created_at", r.created_at}, {"finished_at", nullptr}};
 }
 
@@ -90,7 +97,9 @@ std::string EventText(const engine::Event& e, std::string& carry_out, std::strin
   return Dump(EventJson(e));
 }
 
-std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
+std::string_view PathOf(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
 
 std::map<std::string, std::string> QueryOf(std::string_view target) {
   std::map<std::string, std::string> out;
@@ -109,20 +118,20 @@ std::map<std::string, std::string> QueryOf(std::string_view target) {
   return out;
 }
 
-Api::Api(const ServerOptions& o, ServerDeps& d, Metrics& m)
-    : options(o), deps(d), metrics(m) {}
+Api::Api(const ServerOptions& o, ServerDeps& d, Metrics& m) : options(o), deps(d), metrics(m) {}
 
-Api::~Api() { blocking.join(); }
+Api::~Api() {
+  blocking.join();
+}
 
 HttpResponse Api::Error(const HttpRequest& req, unsigned status, const std::string& code,
-                                const std::string& field, const std::string& message) const {
-  return JsonResponse(
-      req, status,
-      Dump({{"error", {{"code", code}, {"field", field}, {"message", message}}}}));
+                        const std::string& field, const std::string& message) const {
+  return JsonResponse(req, status,
+                      Dump({{"error", {{"code", code}, {"field", field}, {"message", message}}}}));
 }
 
 void Api::Reply(const std::shared_ptr<Exchange>& ex, const std::string& route,
-                        Clock::time_point start, HttpResponse response) {
+                Clock::time_point start, HttpResponse response) {
   metrics.Request(route, response.result_int(),
                   std::chrono::duration<double>(Clock::now() - start).count());
   ex->Send(std::move(response));
@@ -149,29 +158,29 @@ void Api::NameFiles(engine::ExecutionRequest& request) const {
   }
 }
 
-std::optional<engine::RequestError> Api::CheckLanguage(
-    const engine::ExecutionRequest& request) const {
+std::optional<engine::RequestError> Api::CheckLanguage(engine::ExecutionRequest& request) const {
   if (!deps.languages) return std::nullopt;
   for (const auto& l : deps.languages()) {
-    bool match = l.id == request.language ||
-                 std::find(l.aliases.begin(), l.aliases.end(), request.language) !=
-                     l.aliases.end() ||
-                 std::find(l.extensions.begin(), l.extensions.end(), request.language) !=
-                     l.extensions.end();
+    bool match =
+        l.id == request.language ||
+        std::find(l.aliases.begin(), l.aliases.end(), request.language) != l.aliases.end() ||
+        std::find(l.extensions.begin(), l.extensions.end(), request.language) != l.extensions.end();
     if (!match) continue;
-    if (l.usable) return std::nullopt;
+    if (l.usable) {
+      request.language = l.id;
+      return std::nullopt;
+    }
     return engine::RequestError{"invalid_request", "language",
                                 "language: " + l.id + " is not usable on this host: " + l.problem,
                                 400};
   }
-  return engine::RequestError{"invalid_request", "language",
-                              "language: unknown language \"" + request.language +
-                                  "\" (GET /v1/languages lists them)",
-                              400};
+  return engine::RequestError{
+      "invalid_request", "language",
+      "language: unknown language \"" + request.language + "\" (GET /v1/languages lists them)",
+      400};
 }
 
-Api::Admitted Api::Admit(engine::ExecutionRequest request, const Caller& caller,
-                                         bool interactive) {
+Api::Admitted Api::Admit(engine::ExecutionRequest request, const Caller& caller, bool interactive) {
   Admitted out;
   if (!caller.key.empty()) {
     std::chrono::seconds retry{1};
@@ -184,9 +193,9 @@ Api::Admitted Api::Admit(engine::ExecutionRequest request, const Caller& caller,
       out.error = {{"error",
                     {{"code", rate ? "rate_limited" : "too_many_running"},
                      {"field", ""},
-                     {"message", rate ? "API key " + caller.key + ": over its rate of runs"
-                                      : "API key " + caller.key +
-                                            ": as many runs as it may have at once"}}}};
+                     {"message",
+                      rate ? "API key " + caller.key + ": over its rate of runs"
+                           : "API key " + caller.key + ": as many runs as it may have at once"}}}};
       return out;
     }
   }
@@ -273,12 +282,13 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
         return Reply(ex, "/v1/executions/{id}", start,
                      Error(req, 500, "internal_error", "", r.error().message()));
       }
-      if (!*r) {
+      const std::optional<engine::ExecutionResult>& found = *r;
+      if (!found) {
         return Reply(ex, "/v1/executions/{id}", start,
                      Error(req, 404, "not_found", "id", "execution " + id + " not found"));
       }
       return Reply(ex, "/v1/executions/{id}", start,
-                   JsonResponse(req, 200, Dump(engine::ToJson(**r))));
+                   JsonResponse(req, 200, Dump(engine::ToJson(*found))));
     }
     if (tail == "/events" && method == http::verb::get) return Events(req, ex, id, start);
     if (tail == "/cancel" && method == http::verb::post) {
@@ -297,8 +307,11 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
       }
     }
   }
+  const auto slashes = std::count(path.begin(), path.end(), '/');
   const bool known = path == "/v1/executions" || path == "/v1/languages" || path == "/v1/check" ||
-                     path == "/metrics" || path.starts_with("/v1/executions/");
+                     path == "/metrics" ||
+                     (path.starts_with("/v1/executions/") &&
+                      (slashes == 3 || path.ends_with("/events") || path.ends_with("/cancel")));
   if (known) {
     return Reply(ex, "unmatched", start,
                  Error(req, 405, "method_not_allowed", "method",
@@ -308,8 +321,8 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
         Error(req, 404, "not_found", "path", "no such endpoint: " + path + " (see docs/api.md)"));
 }
 
-void Api::Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
-                             const Caller& caller, Clock::time_point start) {
+void Api::Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, const Caller& caller,
+                     Clock::time_point start) {
   const std::string route = "/v1/executions";
   auto query = QueryOf(req.target());
   bool wait = true;
@@ -373,8 +386,7 @@ void Api::Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
   ex->Hold(std::make_shared<engine::ExecutionService::Subscription>(std::move(*sub)));
 }
 
-void Api::History(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
-                          Clock::time_point start) {
+void Api::History(HttpRequest& req, const std::shared_ptr<Exchange>& ex, Clock::time_point start) {
   const std::string route = "/v1/executions (history)";
   store::HistoryQuery q;
   for (const auto& [k, v] : QueryOf(req.target())) {
@@ -384,9 +396,9 @@ void Api::History(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
       q.language = v;
     } else if (k == "status") {
       if (!engine::StatusFromName(v)) {
-        return Reply(ex, route, start,
-                     Error(req, 400, "invalid_request", "status",
-                           "status: unknown status \"" + v + "\""));
+        return Reply(
+            ex, route, start,
+            Error(req, 400, "invalid_request", "status", "status: unknown status \"" + v + "\""));
       }
       q.status = v;
     } else if (k == "api_key") {
@@ -397,9 +409,9 @@ void Api::History(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
       char* end = nullptr;
       unsigned long n = std::strtoul(v.c_str(), &end, 10);
       if (v.empty() || *end != '\0' || n < 1 || n > 1000) {
-        return Reply(ex, route, start,
-                     Error(req, 400, "invalid_request", "limit",
-                           "limit: expected a number from 1 to 1000"));
+        return Reply(
+            ex, route, start,
+            Error(req, 400, "invalid_request", "limit", "limit: expected a number from 1 to 1000"));
       }
       q.limit = n;
     } else {
@@ -416,13 +428,12 @@ void Api::History(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
   json items = json::array();
   for (const auto& r : page->items) items.push_back(HistoryItem(r));
   json out = {{"items", items},
-              {"next_before", page->next_before.empty() ? json(nullptr)
-                                                        : json(page->next_before)}};
+              {"next_before", page->next_before.empty() ? json(nullptr) : json(page->next_before)}};
   Reply(ex, route, start, JsonResponse(req, 200, Dump(out)));
 }
 
-void Api::Events(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
-                         const std::string& id, Clock::time_point start) {
+void Api::Events(HttpRequest& req, const std::shared_ptr<Exchange>& ex, const std::string& id,
+                 Clock::time_point start) {
   const std::string route = "/v1/executions/{id}/events";
   uint64_t after = 0;
   auto query = QueryOf(req.target());
@@ -436,9 +447,9 @@ void Api::Events(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
     char* end = nullptr;
     after = std::strtoull(from.c_str(), &end, 10);
     if (*end != '\0') {
-      return Reply(ex, route, start,
-                   Error(req, 400, "invalid_request", "after",
-                         "after: expected an event sequence number"));
+      return Reply(
+          ex, route, start,
+          Error(req, 400, "invalid_request", "after", "after: expected an event sequence number"));
     }
   }
   struct Stream {
@@ -456,9 +467,9 @@ void Api::Events(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
       stream->started = true;
       ex->StartStream(header);
     }
-    ex->Write("id: " + std::to_string(e.seq) + "\nevent: " +
-              std::string(engine::EventKindName(e.kind)) + "\ndata: " +
-              EventText(e, stream->carry_out, stream->carry_err) + "\n\n");
+    ex->Write("id: " + std::to_string(e.seq) +
+              "\nevent: " + std::string(engine::EventKindName(e.kind)) +
+              "\ndata: " + EventText(e, stream->carry_out, stream->carry_err) + "\n\n");
     if (e.kind == engine::Event::Kind::kFinished) ex->End();
   });
   if (!sub) {
@@ -473,7 +484,12 @@ void Api::Events(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
     std::lock_guard lock(stream->mu);
     if (!stream->started) {
       auto r = deps.service.Get(id);
-      if (r && *r && (**r).finished_at.size() > 0) {
+      bool ended = false;
+      if (r) {
+        const std::optional<engine::ExecutionResult>& found = *r;
+        ended = found && !found->finished_at.empty();
+      }
+      if (ended) {
         stream->started = true;
         ex->StartStream(header);
         ex->End();
@@ -483,8 +499,7 @@ void Api::Events(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
   ex->Hold(std::make_shared<engine::ExecutionService::Subscription>(std::move(*sub)));
 }
 
-void Api::Check(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
-                        Clock::time_point start) {
+void Api::Check(HttpRequest& req, const std::shared_ptr<Exchange>& ex, Clock::time_point start) {
   const std::string route = "/v1/check";
   json body = json::parse(req.body(), nullptr, false);
   if (body.is_discarded() || !body.is_object()) {
@@ -523,8 +538,7 @@ void Api::Check(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
   if (check.files.front().name.empty()) {
     if (check.language.empty()) {
       return Reply(ex, route, start,
-                   Error(req, 400, "invalid_request", "language",
-                         "language: required with code"));
+                   Error(req, 400, "invalid_request", "language", "language: required with code"));
     }
     check.files.front().name = deps.entry_name ? deps.entry_name(check.language) : "main";
   }

@@ -71,8 +71,12 @@ class NativeWsHandler : public WsHandler, public std::enable_shared_from_this<Na
     // Nobody is left to read the output or type the input: the run ends with its connection.
     const std::string id = Current();
     if (!id.empty()) api_.deps.service.Cancel(id);
+    std::shared_ptr<engine::ExecutionService::Subscription> sub;
     std::lock_guard lock(mu_);
     conn_.reset();
+    // Dropped here, unlocked, so the last reference to this handler is never released by the
+    // service while it holds the execution's lock.
+    sub.swap(subscription_);
   }
 
  private:
@@ -130,9 +134,8 @@ class NativeWsHandler : public WsHandler, public std::enable_shared_from_this<Na
     }
     Send({{"type", "accepted"}, {"id", admitted.id}});
     auto self = shared_from_this();
-    auto sub = api_.deps.service.Subscribe(admitted.id, 0, [self](const engine::Event& e) {
-      self->OnEvent(e);
-    });
+    auto sub = api_.deps.service.Subscribe(admitted.id, 0,
+                                           [self](const engine::Event& e) { self->OnEvent(e); });
     if (!sub) return SendError("internal_error", "", sub.error().message());
     auto next = std::make_shared<engine::ExecutionService::Subscription>(std::move(*sub));
     std::lock_guard lock(mu_);
@@ -159,7 +162,8 @@ class NativeWsHandler : public WsHandler, public std::enable_shared_from_this<Na
     }
     carry_out_.clear();
     carry_err_.clear();
-    if (conn) conn->Send(json{{"type", "result"}, {"result", result}}.dump(-1, ' ', false, kReplace));
+    if (conn)
+      conn->Send(json{{"type", "result"}, {"result", result}}.dump(-1, ' ', false, kReplace));
   }
 
   Api& api_;

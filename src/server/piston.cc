@@ -436,7 +436,7 @@ PistonStep PistonSession::OnMessage(std::string_view text) {
     auto sig = SignalNumber(Str(msg, "signal"));
     if (!sig) return Close({}, kPistonInvalidSignal, "Invalid signal");
     PistonStep step;
-    step.signal = *sig;
+    step.signal = sig;
     return step;
   }
   if (type.empty()) return Error("type is required as a string");

@@ -21,7 +21,8 @@ Result<tcp::endpoint> ParseListen(const std::string& text) {
   char* end = nullptr;
   const unsigned long port = std::strtoul(port_text.c_str(), &end, 10);
   if (port_text.empty() || *end != '\0' || port > 65535) {
-    return Fail(Errc::kInvalidArgument, "listen: bad port \"" + port_text + "\" in \"" + text + "\"");
+    return Fail(Errc::kInvalidArgument,
+                "listen: bad port \"" + port_text + "\" in \"" + text + "\"");
   }
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
@@ -38,14 +39,15 @@ Result<tcp::endpoint> ParseListen(const std::string& text) {
 }
 
 Server::Server(ServerOptions options, ServerDeps deps)
-    : options_(std::move(options)), deps_(deps) {
+    : options_(std::move(options)), deps_(std::move(deps)) {
   api_ = std::make_unique<Api>(options_, deps_, metrics_);
-  deps_.service.Observe([api = api_.get()](const engine::ExecutionResult& r, const std::string& key) {
-    api->Finished(r, key);
-  });
+  deps_.service.Observe([api = api_.get()](const engine::ExecutionResult& r,
+                                           const std::string& key) { api->Finished(r, key); });
 }
 
-Server::~Server() { Stop(); }
+Server::~Server() {
+  Stop();
+}
 
 Result<void> Server::Start() {
   auto endpoint = ParseListen(options_.listen);
@@ -59,13 +61,18 @@ Result<void> Server::Start() {
   }
   HttpRoutes routes;
   Api* api = api_.get();
-  routes.request = [api](HttpRequest& req, std::shared_ptr<Exchange> ex) { api->Handle(req, ex); };
+  routes.request = [api](HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
+    api->Handle(req, ex);
+  };
   routes.websocket = [api](const HttpRequest& req, const std::string&, bool loopback,
                            HttpResponse& refusal) { return api->Upgrade(req, loopback, refusal); };
   auto listener = HttpListener::Open(ioc_, *endpoint, std::move(routes), options_.http);
   if (!listener) return std::unexpected(listener.error());
   listener_ = *listener;
   listener_->Start();
+  // Replies to long runs are posted from worker threads while no connection has an operation
+  // pending: without this the I/O threads would find no work and return.
+  work_.emplace(ioc_.get_executor());
   for (size_t i = 0; i < std::max<size_t>(options_.io_threads, 1); ++i) {
     threads_.emplace_back([this] { ioc_.run(); });
   }
@@ -74,7 +81,9 @@ Result<void> Server::Start() {
   return {};
 }
 
-uint16_t Server::port() const { return listener_ ? listener_->port() : 0; }
+uint16_t Server::port() const {
+  return listener_ ? listener_->port() : 0;
+}
 
 void Server::Prune() {
   std::unique_lock lock(stop_mu_);
@@ -110,6 +119,9 @@ void Server::Stop() {
   // Runs finish (or are cancelled) while the I/O threads still deliver their results.
   deps_.service.Shutdown(options_.shutdown_grace);
   api_->blocking.join();
+  // Every result is handed over by now; let it reach the clients before the threads stop.
+  if (listener_) listener_->Drain(std::chrono::seconds(2));
+  work_.reset();
   ioc_.stop();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -119,7 +131,7 @@ void Server::Stop() {
 }
 
 std::shared_ptr<WsHandler> Api::Upgrade(const HttpRequest& req, bool /*loopback*/,
-                                                HttpResponse& refusal) {
+                                        HttpResponse& refusal) {
   auto caller = Authenticate(req);
   if (!caller) {
     refusal = Error(req, 401, "unauthorized", "Authorization",

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,7 +30,8 @@ class Api;  // the handlers (api.h)
 struct ServerDeps {
   engine::ExecutionService& service;
   store::Store& store;
-  std::function<std::vector<engine::LanguageInfo>()> languages;
+  // Every language; the vector must outlive the server (it is read on every request).
+  std::function<const std::vector<engine::LanguageInfo>&()> languages;
   // The analyzer (POST /v1/check); runs on a worker thread, may take seconds.
   std::function<engine::CheckReport(const engine::CheckRequest&)> check;
   // The language's entry file name ("main.py"), for requests that send code without names.
@@ -75,6 +78,7 @@ class Server {
   ServerDeps deps_;
   Metrics metrics_;
   boost::asio::io_context ioc_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::shared_ptr<HttpListener> listener_;
   std::vector<std::thread> threads_;
   std::unique_ptr<Api> api_;

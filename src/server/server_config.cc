@@ -72,13 +72,16 @@ Result<void> ParseKeys(const toml::value& v, ServeSettings& s) {
       if (field == "sha256" && fv.is_string()) {
         k.sha256 = fv.as_string().str;
         std::transform(k.sha256.begin(), k.sha256.end(), k.sha256.begin(), ::tolower);
-        if (k.sha256.size() != 64 ||
-            !std::all_of(k.sha256.begin(), k.sha256.end(), [](char c) { return std::isxdigit(c); })) {
-          return Fail(Errc::kParse, where + ".sha256: expected 64 hex digits (printf %s \"$KEY\" | sha256sum)");
+        if (k.sha256.size() != 64 || !std::all_of(k.sha256.begin(), k.sha256.end(),
+                                                  [](char c) { return std::isxdigit(c); })) {
+          return Fail(Errc::kParse,
+                      where + ".sha256: expected 64 hex digits (printf %s \"$KEY\" | sha256sum)");
         }
       } else if (field == "runs_per_minute" && (fv.is_integer() || fv.is_floating())) {
-        k.runs_per_minute = fv.is_integer() ? static_cast<double>(fv.as_integer()) : fv.as_floating();
-        if (k.runs_per_minute < 0) return Fail(Errc::kParse, where + ".runs_per_minute: must not be negative");
+        k.runs_per_minute =
+            fv.is_integer() ? static_cast<double>(fv.as_integer()) : fv.as_floating();
+        if (k.runs_per_minute < 0)
+          return Fail(Errc::kParse, where + ".runs_per_minute: must not be negative");
       } else if (field == "max_running" && fv.is_integer() && fv.as_integer() >= 0) {
         k.max_running = static_cast<size_t>(fv.as_integer());
       } else {
@@ -96,17 +99,21 @@ Result<void> ParseKeys(const toml::value& v, ServeSettings& s) {
 
 }  // namespace
 
-std::span<const OptionDecl> ServerSettingDecls() { return kServerSettings; }
+std::span<const OptionDecl> ServerSettingDecls() {
+  return kServerSettings;
+}
 
 Result<void> ApplyServerSetting(ServeSettings& s, std::string_view name, std::string_view text) {
   const OptionDecl* d = DeclNamed(name);
-  if (d == nullptr) return Fail(Errc::kInvalidArgument, "server." + std::string(name) + ": unknown key");
+  if (d == nullptr)
+    return Fail(Errc::kInvalidArgument, "server." + std::string(name) + ": unknown key");
   const std::string where = "server." + std::string(name);
   uint64_t n = 0;
   bool flag = false;
   if (d->type == OptionType::kBool) {
     if (text != "true" && text != "false") {
-      return Fail(Errc::kInvalidArgument, where + ": expected true or false, got \"" + std::string(text) + "\"");
+      return Fail(Errc::kInvalidArgument,
+                  where + ": expected true or false, got \"" + std::string(text) + "\"");
     }
     flag = text == "true";
   } else if (d->type != OptionType::kString) {
@@ -119,21 +126,36 @@ Result<void> ApplyServerSetting(ServeSettings& s, std::string_view name, std::st
     n = *parsed;
   }
   const std::string str(text);
-  if (name == "listen") s.server.listen = str;
-  else if (name == "data") s.data_dir = str;
-  else if (name == "store") s.store = str;
-  else if (name == "max_running") s.max_running = n;
-  else if (name == "max_queued") s.max_queued = n;
-  else if (name == "io_threads") s.server.io_threads = n;
-  else if (name == "max_body") s.server.http.max_body = s.server.http.max_ws_message = n;
-  else if (name == "max_files") s.server.caps.max_files = n;
-  else if (name == "max_code") s.server.caps.max_code_bytes = n;
-  else if (name == "max_stdin") s.server.caps.max_stdin_bytes = n;
-  else if (name == "shutdown_grace") s.server.shutdown_grace = std::chrono::milliseconds(n);
-  else if (name == "retention_age") s.server.retention_age = std::chrono::milliseconds(n);
-  else if (name == "retention_count") s.server.retention_count = n;
-  else if (name == "allow_anonymous") s.server.allow_anonymous = flag;
-  else if (name == "prune_interval") s.server.prune_interval = std::chrono::milliseconds(n);
+  if (name == "listen")
+    s.server.listen = str;
+  else if (name == "data")
+    s.data_dir = str;
+  else if (name == "store")
+    s.store = str;
+  else if (name == "max_running")
+    s.max_running = n;
+  else if (name == "max_queued")
+    s.max_queued = n;
+  else if (name == "io_threads")
+    s.server.io_threads = n;
+  else if (name == "max_body")
+    s.server.http.max_body = s.server.http.max_ws_message = n;
+  else if (name == "max_files")
+    s.server.caps.max_files = n;
+  else if (name == "max_code")
+    s.server.caps.max_code_bytes = n;
+  else if (name == "max_stdin")
+    s.server.caps.max_stdin_bytes = n;
+  else if (name == "shutdown_grace")
+    s.server.shutdown_grace = std::chrono::milliseconds(n);
+  else if (name == "retention_age")
+    s.server.retention_age = std::chrono::milliseconds(n);
+  else if (name == "retention_count")
+    s.server.retention_count = n;
+  else if (name == "allow_anonymous")
+    s.server.allow_anonymous = flag;
+  else if (name == "prune_interval")
+    s.server.prune_interval = std::chrono::milliseconds(n);
   return {};
 }
 
@@ -176,8 +198,9 @@ std::string ServerOptionsMarkdown() {
   for (const auto& d : kServerSettings) {
     out << "| `server." << d.name << "` | "
         << (d.flag.empty() ? "" : "`--" + std::string(d.flag) + "`") << " | "
-        << OptionTypeName(d.type) << " | " << (d.default_value.empty() ? "" : "`" + std::string(d.default_value) + "`")
-        << " | " << d.help << " |\n";
+        << OptionTypeName(d.type) << " | "
+        << (d.default_value.empty() ? "" : "`" + std::string(d.default_value) + "`") << " | "
+        << d.help << " |\n";
   }
   out << "\nAPI keys: one table per key, `[server.keys.NAME]` with `sha256` (of the key: `printf "
          "%s \"$KEY\" | sha256sum`), `runs_per_minute` (0: unlimited) and `max_running` (0: "

@@ -14,9 +14,9 @@ namespace polyrun::server {
 // the serve command's flags (same names, from the same declarations).
 struct ServeSettings {
   ServerOptions server;
-  std::string data_dir;        // holds polyrun.db; created (0700) when missing
-  std::string store;           // "postgresql://…" or a SQLite path; empty: data_dir/polyrun.db
-  size_t max_running = 0;      // 0: one per CPU
+  std::string data_dir;    // holds polyrun.db; created (0700) when missing
+  std::string store;       // "postgresql://…" or a SQLite path; empty: data_dir/polyrun.db
+  size_t max_running = 0;  // 0: one per CPU
   size_t max_queued = 64;
 };
 
