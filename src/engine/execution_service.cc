@@ -259,15 +259,23 @@ void ExecutionService::Publish(Live& live, const Event& e) {
     std::fprintf(stderr, "polyrun: store: %s\n", stored.error().message().c_str());
   }
   live.events.push_back(e);
+  if (live.finished && options_.on_finished) {
+    // The accounting comes before anyone hears of the end: a client told `finished` (an HTTP
+    // answer) must find the run counted and its API key's running slot free again. Unlocked,
+    // like every callback of ours that is not a subscriber's; a Subscribe meanwhile replays
+    // `finished` from `events` and does not register.
+    ExecutionResult folded = live.folded;
+    lock.unlock();
+    options_.on_finished(folded, live.api_key);
+    lock.lock();
+  }
   for (auto& [_, cb] : live.subscribers) cb(e);
   if (live.finished) {
     // Destroyed after unlocking: a callback may own the last reference to its subscriber.
     std::map<uint64_t, EventCallback> done;
     done.swap(live.subscribers);
-    ExecutionResult folded = live.folded;
     lock.unlock();
     done.clear();
-    if (options_.on_finished) options_.on_finished(folded, live.api_key);
   }
 }
 
@@ -350,14 +358,6 @@ Result<std::optional<ExecutionResult>> ExecutionService::Get(const std::string& 
     Apply(folded, *e);
   }
   return std::optional<ExecutionResult>(std::move(folded));
-}
-
-Result<std::optional<std::string>> ExecutionService::KeyOf(const std::string& id) {
-  if (auto live = FindLive(id)) return std::optional<std::string>(live->api_key);
-  auto rec = store_.Get(id);
-  if (!rec) return std::unexpected(rec.error());
-  if (!*rec) return std::optional<std::string>();
-  return std::optional<std::string>(rec->value().api_key);
 }
 
 ExecutionService::CancelOutcome ExecutionService::Cancel(const std::string& id) {

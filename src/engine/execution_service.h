@@ -34,8 +34,9 @@ class ExecutionService {
   struct Options {
     size_t max_running = 2;  // runs at once (worker threads)
     size_t max_queued = 64;  // admitted but not yet running; beyond it Submit refuses
-    // Called after each execution's result is stored (metrics, per-key accounting). Must not
-    // block; runs on the thread that finished the execution.
+    // Called after each execution's result is stored and before any subscriber hears of its
+    // `finished` (metrics, per-key accounting). Must not block; runs unlocked on the thread
+    // that finished the execution.
     std::function<void(const ExecutionResult&, const std::string& api_key)> on_finished;
   };
 
@@ -82,8 +83,6 @@ class ExecutionService {
 
   // The result in any state (a fold of the events so far); nullopt for an unknown id.
   Result<std::optional<ExecutionResult>> Get(const std::string& id);
-  // The api key name recorded with an execution (empty: none); nullopt for an unknown id.
-  Result<std::optional<std::string>> KeyOf(const std::string& id);
 
   enum class CancelOutcome { kCancelling, kAlreadyFinished, kNotFound };
   // A queued execution finishes `cancelled` at once; a running one has its process tree killed

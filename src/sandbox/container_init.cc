@@ -247,6 +247,9 @@ void SendArtifacts(const ChildPlan& plan) {
   if (::syscall(SYS_setresuid, plan.inner_uid, plan.inner_uid, plan.inner_uid) != 0) {
     Die("setresuid", nullptr, errno);
   }
+  // The kernel clears the parent-death signal when credentials change: arm it again, or a
+  // sandbox would outlive a killed server with nobody left to enforce its limits.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   // Entered only now, so the namespace's root is the run's own cgroup.
   if (::unshare(CLONE_NEWCGROUP) != 0) Die("unshare CLONE_NEWCGROUP", nullptr, errno);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {

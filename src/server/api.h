@@ -65,6 +65,7 @@ class Api {
   ServerDeps& deps;
   Metrics& metrics;
   boost::asio::thread_pool blocking{2};  // analyzer runs and other calls that take seconds
+  const std::string languages_json;      // GET /v1/languages: the languages never change
 
  private:
   void Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, const Caller& caller,

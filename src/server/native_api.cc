@@ -118,7 +118,14 @@ std::map<std::string, std::string> QueryOf(std::string_view target) {
   return out;
 }
 
-Api::Api(const ServerOptions& o, ServerDeps& d, Metrics& m) : options(o), deps(d), metrics(m) {}
+Api::Api(const ServerOptions& o, ServerDeps& d, Metrics& m)
+    : options(o), deps(d), metrics(m), languages_json([&] {
+        json out = json::array();
+        if (d.languages) {
+          for (const auto& l : d.languages()) out.push_back(engine::ToJson(l));
+        }
+        return Dump(out);
+      }()) {}
 
 Api::~Api() {
   blocking.join();
@@ -264,9 +271,7 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
     res.prepare_payload();
     return Reply(ex, "/metrics", start, std::move(res));
   } else if (path == "/v1/languages" && method == http::verb::get) {
-    json out = json::array();
-    for (const auto& l : deps.languages()) out.push_back(engine::ToJson(l));
-    return Reply(ex, "/v1/languages", start, JsonResponse(req, 200, Dump(out)));
+    return Reply(ex, "/v1/languages", start, JsonResponse(req, 200, languages_json));
   } else if (path == "/v1/executions") {
     if (method == http::verb::post) return Executions(req, ex, *caller, start);
     if (method == http::verb::get) return History(req, ex, start);

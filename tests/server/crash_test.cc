@@ -2,13 +2,13 @@
 // directory: no finished result is lost or changed, the runs in flight are reported as
 // interrupted, and no sandboxed process outlives its server (labels: root, integration).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,7 +25,9 @@ namespace {
 using nlohmann::json;
 using std::chrono::milliseconds;
 
-int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int PidfdOpen(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 // True once the process behind `pidfd` has exited (whoever its parent is), false at `timeout`.
 bool WaitExit(int pidfd, milliseconds timeout) {
@@ -78,11 +80,14 @@ std::vector<Process> Descendants(pid_t root) {
   return out;
 }
 
-// Kills what is left of `procs`, waits for each to be gone and closes the pidfds.
+// Kills what is left of `procs`, waits for each to be gone, reaps those that became our
+// children (ServeProcess makes us their subreaper) and closes the pidfds.
 void KillAndForget(std::vector<Process>& procs) {
   for (auto& p : procs) {
     ::syscall(SYS_pidfd_send_signal, p.pidfd, SIGKILL, nullptr, 0);
     EXPECT_TRUE(WaitExit(p.pidfd, milliseconds(10000))) << p.pid << " " << p.comm;
+    siginfo_t info{};
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(p.pidfd), &info, WEXITED | WNOHANG);
     ::close(p.pidfd);
   }
   procs.clear();
@@ -118,8 +123,14 @@ void RemoveRunCgroups(pid_t pid) {
 class ServeProcess {
  public:
   explicit ServeProcess(const std::string& data_dir) : log_path_(data_dir + "/serve.log") {
-    std::vector<std::string> args = {POLYRUN_BINARY, "serve",  "--listen",
-                                     "127.0.0.1:0",  "--data", data_dir};
+    // The sandboxes of a killed server are orphaned: they become our children, for us to reap,
+    // rather than zombies of whatever init this test runs under.
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    // An empty config file: the host's /etc/polyrun/polyrun.toml must not change the test.
+    const std::string config = data_dir + "/polyrun.toml";
+    std::ofstream(config).flush();
+    std::vector<std::string> args = {POLYRUN_BINARY, "--config",    config,   "serve",
+                                     "--listen",     "127.0.0.1:0", "--data", data_dir};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -147,8 +158,8 @@ class ServeProcess {
     std::string line;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (line.find('\n') == std::string::npos) {
-      const auto left = std::chrono::duration_cast<milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      const auto left =
+          std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
       pollfd p[2] = {{out_, POLLIN, 0}, {pidfd_, POLLIN, 0}};
       if (left.count() <= 0 || ::poll(p, 2, static_cast<int>(left.count())) <= 0) {
         throw std::runtime_error("polyrun serve did not say where it listens; log: " + log_text());
@@ -207,7 +218,7 @@ class ServeProcess {
 };
 
 // Starts `n` runs that sleep for 30 s and returns their ids once each is running its program
-// (its first output has arrived: the sandbox and the interpreter exist).
+// (its first line of output has arrived: the sandbox and the interpreter exist).
 std::vector<std::string> StartSleepers(HttpClient& c, uint16_t port, int n) {
   const json body = {{"language", "python"},
                      {"code", "import time\nprint('ready', flush=True)\ntime.sleep(30)\n"},
@@ -221,7 +232,8 @@ std::vector<std::string> StartSleepers(HttpClient& c, uint16_t port, int n) {
   for (const auto& id : ids) {
     SseStream s(port, "/v1/executions/" + id + "/events");
     s.Until("started");
-    s.Until("stdout");
+    std::string out;
+    while (out != "ready\n") out += s.Until("stdout").Json()["data"].get<std::string>();
   }
   return ids;
 }
@@ -320,8 +332,8 @@ TEST(CrashTest, RestartKeepsFinishedResultsAndReportsInterruptedRuns) {
   for (const auto& item : items) reported.insert(item["id"]);
   EXPECT_EQ(reported, std::set<std::string>(interrupted.begin(), interrupted.end()));
 
-  // SIGTERM: a graceful stop, well within the default grace of 10 s (nothing is running).
-  auto status = again.Signal(SIGTERM, milliseconds(15000));
+  // SIGTERM: a graceful stop within the shutdown grace (10 s by default; nothing is running).
+  auto status = again.Signal(SIGTERM, milliseconds(10000));
   ASSERT_TRUE(status.has_value()) << "polyrun serve did not stop on SIGTERM";
   EXPECT_TRUE(WIFEXITED(*status)) << *status;
   EXPECT_EQ(WEXITSTATUS(*status), 0) << again.log_text();

@@ -25,7 +25,9 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-tcp::endpoint Loopback(uint16_t port) { return {net::ip::address_v4::loopback(), port}; }
+tcp::endpoint Loopback(uint16_t port) {
+  return {net::ip::address_v4::loopback(), port};
+}
 
 // Runs `ioc` until a completion handler sets `done`. Past `timeout`, `abort` closes the socket
 // so that the pending operation completes (with an error), and the call throws.
@@ -57,8 +59,9 @@ std::string HttpReply::Header(std::string_view name) const {
 
 nlohmann::json HttpReply::Json() const {
   auto j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded()) throw std::runtime_error("not JSON (HTTP " + std::to_string(status) +
-                                                 "): " + body.substr(0, 400));
+  if (j.is_discarded())
+    throw std::runtime_error("not JSON (HTTP " + std::to_string(status) +
+                             "): " + body.substr(0, 400));
   return j;
 }
 
@@ -67,7 +70,9 @@ nlohmann::json HttpReply::Json() const {
 HttpClient::HttpClient(uint16_t port, std::chrono::milliseconds timeout)
     : port_(port), timeout_(timeout), stream_(ioc_) {}
 
-HttpClient::~HttpClient() { Disconnect(); }
+HttpClient::~HttpClient() {
+  Disconnect();
+}
 
 void HttpClient::Connect() {
   bool done = false;
@@ -76,8 +81,10 @@ void HttpClient::Connect() {
     ec = e;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { stream_.close(); }, "connect");
-  if (ec) throw std::runtime_error("connect to port " + std::to_string(port_) + ": " + ec.message());
+  Drive(
+      ioc_, done, timeout_, [this] { stream_.close(); }, "connect");
+  if (ec)
+    throw std::runtime_error("connect to port " + std::to_string(port_) + ": " + ec.message());
   connected_ = true;
   ++connections_;
   buffer_.clear();
@@ -86,13 +93,13 @@ void HttpClient::Connect() {
 void HttpClient::Disconnect() {
   if (!connected_) return;
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  ec = stream_.socket().shutdown(tcp::socket::shutdown_both, ec);  // best effort: closing
   stream_.close();
   connected_ = false;
 }
 
-HttpReply HttpClient::Request(http::verb method, const std::string& target,
-                              const std::string& body, const Headers& headers) {
+HttpReply HttpClient::Request(http::verb method, const std::string& target, const std::string& body,
+                              const Headers& headers) {
   http::request<http::string_body> req{method, target, 11};
   req.set(http::field::host, "127.0.0.1:" + std::to_string(port_));
   req.set(http::field::user_agent, "polyrun-server-test");
@@ -111,7 +118,8 @@ HttpReply HttpClient::Request(http::verb method, const std::string& target,
       write_ec = e;
       done = true;
     });
-    Drive(ioc_, done, timeout_, [this] { stream_.close(); }, what);
+    Drive(
+        ioc_, done, timeout_, [this] { stream_.close(); }, what);
     // Even when the write failed the server may have answered (a refusal sent before the
     // whole body was read): read what it said.
     http::response_parser<http::string_body> parser;
@@ -122,7 +130,8 @@ HttpReply HttpClient::Request(http::verb method, const std::string& target,
       read_ec = e;
       done = true;
     });
-    Drive(ioc_, done, timeout_, [this] { stream_.close(); }, what);
+    Drive(
+        ioc_, done, timeout_, [this] { stream_.close(); }, what);
     if (read_ec) {
       Disconnect();
       // A kept-alive connection the server closed in the meantime: the request never reached
@@ -161,10 +170,11 @@ SseStream::SseStream(uint16_t port, const std::string& target, const Headers& he
     ec = e;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { stream_.close(); }, "connect");
+  Drive(
+      ioc_, done, timeout_, [this] { stream_.close(); }, "connect");
   if (ec) throw std::runtime_error("connect: " + ec.message());
-  std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" +
-                        std::to_string(port) + "\r\nAccept: text/event-stream\r\n";
+  std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                        "\r\nAccept: text/event-stream\r\n";
   for (const auto& [name, value] : headers) request += name + ": " + value + "\r\n";
   request += "\r\n";
   done = false;
@@ -172,7 +182,8 @@ SseStream::SseStream(uint16_t port, const std::string& target, const Headers& he
     ec = e;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { stream_.close(); }, "GET " + target);
+  Drive(
+      ioc_, done, timeout_, [this] { stream_.close(); }, "GET " + target);
   if (ec) throw std::runtime_error("GET " + target + ": " + ec.message());
 
   size_t end = std::string::npos;
@@ -211,7 +222,7 @@ SseStream::SseStream(uint16_t port, const std::string& target, const Headers& he
 
 SseStream::~SseStream() {
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  ec = stream_.socket().shutdown(tcp::socket::shutdown_both, ec);  // best effort: closing
   stream_.close();
 }
 
@@ -225,7 +236,8 @@ bool SseStream::Fill() {
     n = k;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { stream_.close(); }, "event stream read");
+  Drive(
+      ioc_, done, timeout_, [this] { stream_.close(); }, "event stream read");
   pending_.append(buf, n);
   if (ec == net::error::eof) return n > 0;
   if (ec) throw std::runtime_error("event stream read: " + ec.message());
@@ -306,11 +318,10 @@ WsClient::WsClient(uint16_t port, const std::string& target, const Headers& head
   }));
   websocket::response_type res;
   done = false;
-  ws_.async_handshake(res, "127.0.0.1:" + std::to_string(port), target,
-                      [&](beast::error_code e) {
-                        ec = e;
-                        done = true;
-                      });
+  ws_.async_handshake(res, "127.0.0.1:" + std::to_string(port), target, [&](beast::error_code e) {
+    ec = e;
+    done = true;
+  });
   Drive(ioc_, done, timeout_, abort, "WebSocket handshake");
   if (ec == websocket::error::upgrade_declined) {
     refused_ = true;
@@ -325,7 +336,7 @@ WsClient::WsClient(uint16_t port, const std::string& target, const Headers& head
 
 WsClient::~WsClient() {
   beast::error_code ec;
-  beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+  ec = beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
   beast::get_lowest_layer(ws_).close();
 }
 
@@ -338,7 +349,8 @@ void WsClient::Send(const std::string& text) {
     ec = e;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { beast::get_lowest_layer(ws_).close(); }, "WebSocket send");
+  Drive(
+      ioc_, done, timeout_, [this] { beast::get_lowest_layer(ws_).close(); }, "WebSocket send");
   if (ec) throw std::runtime_error("WebSocket send: " + ec.message());
 }
 
@@ -350,8 +362,8 @@ std::optional<nlohmann::json> WsClient::Next() {
     ec = e;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { beast::get_lowest_layer(ws_).close(); },
-        "WebSocket read");
+  Drive(
+      ioc_, done, timeout_, [this] { beast::get_lowest_layer(ws_).close(); }, "WebSocket read");
   if (ec) {
     open_ = false;
     return std::nullopt;
@@ -381,15 +393,15 @@ void WsClient::Close() {
     ec = e;
     done = true;
   });
-  Drive(ioc_, done, timeout_, [this] { beast::get_lowest_layer(ws_).close(); },
-        "WebSocket close");
+  Drive(
+      ioc_, done, timeout_, [this] { beast::get_lowest_layer(ws_).close(); }, "WebSocket close");
   open_ = false;
   if (ec) throw std::runtime_error("WebSocket close: " + ec.message());
 }
 
 void WsClient::Drop() {
   beast::error_code ec;
-  beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
+  ec = beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ec);
   beast::get_lowest_layer(ws_).close();
   open_ = false;
 }

@@ -47,8 +47,7 @@ class HttpClient {
   HttpReply Get(const std::string& target, const Headers& headers = {}) {
     return Request(boost::beast::http::verb::get, target, "", headers);
   }
-  HttpReply Post(const std::string& target, const std::string& body,
-                 const Headers& headers = {}) {
+  HttpReply Post(const std::string& target, const std::string& body, const Headers& headers = {}) {
     return Request(boost::beast::http::verb::post, target, body, headers);
   }
   HttpReply Post(const std::string& target, const nlohmann::json& body,
@@ -120,6 +119,8 @@ class WsClient {
   WsClient& operator=(const WsClient&) = delete;
 
   bool refused() const { return refused_; }
+  // The code of the server's close frame once Next() has returned nullopt (0: none).
+  uint16_t close_code() const { return ws_.reason().code; }
   const HttpReply& refusal() const { return refusal_; }
 
   void Send(const std::string& text);

@@ -1,7 +1,6 @@
 #include "server_fixture.h"
 
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <condition_variable>
 #include <filesystem>
@@ -11,7 +10,8 @@
 namespace polyrun::testing {
 
 TempDir::TempDir() {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "polyrun-server-test-XXXXXX").string();
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "polyrun-server-test-XXXXXX").string();
   if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = tmpl;
 }
@@ -52,14 +52,11 @@ Shared& TheShared() {
 
 }  // namespace
 
-engine::Engine& SharedEngine() { return *TheShared().engine; }
-const std::vector<engine::LanguageInfo>& SharedLanguages() { return TheShared().languages; }
-
-void WaitForThreadsToStart() {
-  // -1: nothing changes; glibc still synchronises with every thread.
-  if (::setresgid(static_cast<gid_t>(-1), static_cast<gid_t>(-1), static_cast<gid_t>(-1)) != 0) {
-    throw std::runtime_error("setresgid(-1, -1, -1) failed");
-  }
+engine::Engine& SharedEngine() {
+  return *TheShared().engine;
+}
+const std::vector<engine::LanguageInfo>& SharedLanguages() {
+  return TheShared().languages;
 }
 
 server::ServerOptions LocalOptions() {
@@ -85,8 +82,7 @@ std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options,
     throw std::runtime_error("RecoverInterrupted: " + recovered.error().message());
   }
   server::ServerDeps deps{
-      *t->service_,
-      *t->store_,
+      *t->service_, *t->store_,
       []() -> const std::vector<engine::LanguageInfo>& { return SharedLanguages(); },
       [&eng](const engine::CheckRequest& r) { return eng.Check(r); },
       [&eng](const std::string& language) -> std::string {
@@ -97,7 +93,6 @@ std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options,
   if (auto started = t->server_->Start(); !started) {
     throw std::runtime_error("Server::Start: " + started.error().message());
   }
-  WaitForThreadsToStart();  // the server's threads, before any run
   return t;
 }
 
@@ -131,8 +126,10 @@ engine::ExecutionResult TestServer::WaitFinished(const std::string& id,
     }
   }
   auto result = service_->Get(id);
-  if (!result || !*result) throw std::runtime_error("Get " + id + " after it finished");
-  return **result;
+  if (!result) throw std::runtime_error("Get " + id + ": " + result.error().message());
+  const std::optional<engine::ExecutionResult>& found = *result;
+  if (!found) throw std::runtime_error("Get " + id + ": gone after it finished");
+  return *found;
 }
 
 }  // namespace polyrun::testing

@@ -35,17 +35,6 @@ class TempDir {
 engine::Engine& SharedEngine();
 const std::vector<engine::LanguageInfo>& SharedLanguages();
 
-// Returns once every thread of this process has started running.
-//
-// Why: a sandbox is a clone of the whole process, and its init calls glibc's setresgid and
-// setresuid (src/sandbox/container_init.cc). glibc makes those process-wide: it signals every
-// thread it knows of, after waiting for each thread that was created but has not started yet.
-// In the clone such a thread never starts, and the run hangs until its wall-time limit (a
-// sandbox bug, reported). A run that begins while a thread of this process is still starting
-// would hit it; a no-op setxid call here waits for those threads, in the process where they
-// do start.
-void WaitForThreadsToStart();
-
 // Options for a test server: 127.0.0.1 on a free port, a short shutdown grace.
 server::ServerOptions LocalOptions();
 
