@@ -15,17 +15,28 @@ PACKAGES := build-essential cmake ninja-build pkg-config git \
   libsqlite3-dev libpq-dev postgresql \
   bubblewrap hyperfine wrk \
   qemu-system-x86 busybox-static cpio xz-utils
+# Sessions, rich outputs and Jupyter kernels. Installed without Recommends: pandas' and R's
+# recommendations pull in Boost 1.74 headers, which replace libboost1.81-dev.
+SESSION_PACKAGES := python3-numpy python3-pandas python3-matplotlib r-cran-jsonlite lua-dkjson \
+  xeus-dev python3-jupyter-kernel-test python3-nbclient python3-nbconvert python3-ipykernel \
+  jupyter-client
 JOBS ?= $(shell nproc)
+
+# $(call install_missing,PACKAGES,APT-OPTIONS): apt-get install those not yet installed.
+define install_missing
+missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+  echo "setup: installing $$missing"; \
+  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(2) $$missing; \
+else echo "setup: all packages present"; fi
+endef
 
 .PHONY: setup build build-asan test test-unit test-asan test-cgroup2 run demo format format-check lint bench clean
 
 ## setup: install every build and runtime dependency (idempotent; skips apt when all present)
 setup:
-	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "setup: installing $$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	else echo "setup: all packages present"; fi
+	@$(call install_missing,$(PACKAGES),)
+	@$(call install_missing,$(SESSION_PACKAGES),--no-install-recommends)
 	@# NodeSource's nodejs bundles npm; Debian's does not (and conflicts with Debian's npm).
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 	@# Toolchains from npm live in their language's folder, pinned by its package-lock.json.

@@ -23,38 +23,6 @@ using languages::LimitSet;
 using nlohmann::json;
 using sandbox::Termination;
 
-// Collects the events of one execution, numbers and timestamps them, hands each to the
-// caller's sink and keeps them for the fold.
-class Recorder {
- public:
-  Recorder(std::string id, const EventSink& sink, std::chrono::steady_clock::time_point start)
-      : id_(std::move(id)), sink_(sink), start_(start) {}
-
-  void Emit(Event::Kind kind, json payload = nullptr, std::string data = {},
-            std::string stream = {}) {
-    Event e;
-    e.execution_id = id_;
-    e.seq = events_.size() + 1;
-    e.t_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       std::chrono::steady_clock::now() - start_)
-                                       .count());
-    e.kind = kind;
-    e.payload = std::move(payload);
-    e.data = std::move(data);
-    e.stream = std::move(stream);
-    if (sink_) sink_(e);
-    events_.push_back(std::move(e));
-  }
-  ExecutionResult Result() const { return Fold(events_); }
-  const std::string& id() const { return id_; }
-
- private:
-  std::string id_;
-  const EventSink& sink_;
-  std::chrono::steady_clock::time_point start_;
-  std::vector<Event> events_;
-};
-
 std::string SignalName(int sig) {
   const char* abbrev = sigabbrev_np(sig);
   return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
@@ -183,6 +151,14 @@ Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool com
 }
 
 // The request's file names are clean relative paths, each used once; "" or what is wrong.
+std::string ValidateEnv(const std::map<std::string, std::string>& env) {
+  for (const auto& [k, v] : env) {
+    if (!ValidEnvName(k)) return "env: invalid variable name \"" + k + "\"";
+    if (v.find('\0') != std::string::npos) return "env." + k + ": contains a NUL byte";
+  }
+  return "";
+}
+
 std::string ValidateFiles(const std::vector<RequestFile>& files) {
   std::set<std::string> names;
   for (size_t i = 0; i < files.size(); ++i) {
@@ -266,7 +242,9 @@ std::string NewExecutionId() {
 }
 
 json QueuedPayload(const ExecutionRequest& req, const std::string& created_at) {
-  return {{"language", req.language}, {"labels", req.labels}, {"created_at", created_at}};
+  json p = {{"language", req.language}, {"labels", req.labels}, {"created_at", created_at}};
+  if (!req.session_id.empty()) p["session_id"] = req.session_id;
+  return p;
 }
 
 std::string NowRfc3339() {
@@ -335,6 +313,73 @@ Result<LimitSet> Engine::StageLimits(const languages::Language& lang, const Limi
   return ResolveLimits({requested, override_of(config_.language_compile_limits),
                         own.Over(lang.compile ? lang.compile->limits : LimitSet{}),
                         config_.compile_limits.Over(config_.limits), config_.ceiling});
+}
+
+Result<std::pair<const languages::Language*, std::string>> Engine::FindLanguage(
+    const std::string& name, const std::string& version) {
+  if (name.empty()) return Fail(Errc::kInvalidArgument, "language: required");
+  const languages::LanguageEntry* entry = nullptr;
+  {
+    std::lock_guard lock(registry_mu_);
+    entry = registry_.Find(name);
+  }
+  if (entry == nullptr) {
+    std::string known;
+    for (const auto& e : registry_.entries()) known += (known.empty() ? "" : ", ") + e.id;
+    return Fail(Errc::kInvalidArgument,
+                "language: unknown language \"" + name + "\" (known: " + known + ")");
+  }
+  if (!entry->usable || !entry->language) {
+    return Fail(Errc::kInvalidArgument,
+                "language: " + entry->id + " is not usable on this host: " + entry->problem);
+  }
+  std::string installed = VersionOf(entry->id);
+  if (!version.empty() && version != "*" && !installed.starts_with(version)) {
+    return Fail(Errc::kInvalidArgument, "version: " + entry->id + " " + version +
+                                            " is not installed (installed: " + installed + ")");
+  }
+  return std::pair{&*entry->language, std::move(installed)};
+}
+
+Result<SessionLaunch> Engine::PrepareSession(const SessionRequest& req,
+                                             std::chrono::milliseconds lifetime) {
+  auto found = FindLanguage(req.language, req.version);
+  if (!found) return std::unexpected(found.error());
+  const languages::Language& lang = *found->first;
+  if (!lang.session) {
+    return Fail(Errc::kInvalidArgument,
+                "language: " + lang.id + " has no session driver (sessions: no)");
+  }
+  if (req.network) {
+    return Fail(Errc::kInvalidArgument, "network: network access is not enabled on this server");
+  }
+  if (auto bad = ValidateFiles(req.files); !bad.empty()) return Fail(Errc::kInvalidArgument, bad);
+  if (auto bad = ValidateEnv(req.env); !bad.empty()) return Fail(Errc::kInvalidArgument, bad);
+  auto limits = StageLimits(lang, req.limits, false);
+  if (!limits) return Fail(Errc::kInvalidArgument, limits.error().message());
+  uint64_t total_bytes = 0;
+  for (const auto& f : req.files) total_bytes += f.content.size();
+  if (total_bytes > limits->Get(Limit::kDisk)) {
+    return Fail(Errc::kInvalidArgument,
+                "files: " + std::to_string(total_bytes) + " bytes do not fit the disk limit of " +
+                    FormatOptionNumber(languages::DeclOf(Limit::kDisk), limits->Get(Limit::kDisk)));
+  }
+  SessionLaunch launch;
+  launch.language = lang.id;
+  launch.version = found->second;
+  launch.limits = *limits;
+  const languages::Recipe& recipe = *lang.session;
+  sandbox::SandboxSpec& spec = launch.spec;
+  spec.argv = ExpandCommand(recipe.command, lang.entry, {}, {}, *limits);
+  spec.env = WithVars(RecipeEnv(kSandboxEnv, recipe, lang.entry, *limits), req.env);
+  spec.binds = languages::BindsFor(lang, recipe);
+  for (const auto& f : req.files) spec.files.push_back({f.name, f.content, false});
+  spec.extra_syscalls = lang.syscalls;
+  spec.limits = ToSandboxLimits(*limits);
+  // The sandbox's own clocks bound the whole session; executions have their own limits.
+  spec.limits.wall_time = lifetime;
+  spec.limits.cpu_time = lifetime;
+  return launch;
 }
 
 CheckReport Engine::Check(const CheckRequest& req) {
@@ -435,8 +480,8 @@ CheckReport Engine::Check(const CheckRequest& req) {
 
 ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) {
   const bool admitted = !req.id.empty();
-  Recorder rec(admitted ? req.id : NewExecutionId(), sink,
-               admitted ? req.queued_at : std::chrono::steady_clock::now());
+  EventRecorder rec(admitted ? req.id : NewExecutionId(), sink,
+                    admitted ? req.queued_at : std::chrono::steady_clock::now());
   rec.Emit(Event::Kind::kQueued, QueuedPayload(req, admitted ? req.created_at : NowRfc3339()));
   auto finish = [&](Status status, std::string reason, json extra = json::object()) {
     extra["status"] = StatusName(status);
@@ -448,26 +493,10 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   auto reject = [&](std::string reason) { return finish(Status::kRejected, std::move(reason)); };
 
   // ---- validation -----------------------------------------------------------------------
-  if (req.language.empty()) return reject("language: required");
-  const languages::LanguageEntry* entry = nullptr;
-  {
-    std::lock_guard lock(registry_mu_);
-    entry = registry_.Find(req.language);
-  }
-  if (entry == nullptr) {
-    std::string known;
-    for (const auto& e : registry_.entries()) known += (known.empty() ? "" : ", ") + e.id;
-    return reject("language: unknown language \"" + req.language + "\" (known: " + known + ")");
-  }
-  if (!entry->usable || !entry->language) {
-    return reject("language: " + entry->id + " is not usable on this host: " + entry->problem);
-  }
-  const languages::Language& lang = *entry->language;
-  const std::string version = VersionOf(lang.id);
-  if (!req.version.empty() && req.version != "*" && !version.starts_with(req.version)) {
-    return reject("version: " + lang.id + " " + req.version +
-                  " is not installed (installed: " + version + ")");
-  }
+  auto found = FindLanguage(req.language, req.version);
+  if (!found) return reject(found.error().message());
+  const languages::Language& lang = *found->first;
+  const std::string& version = found->second;
 
   if (!req.code.empty() && !req.files.empty())
     return reject("code, files: give one or the other, not both");
@@ -480,10 +509,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if (auto bad = ValidateFiles(files); !bad.empty()) return reject(bad);
   if (std::none_of(files.begin(), files.end(), [&](const auto& f) { return f.name == entry_name; }))
     return reject("entry: \"" + entry_name + "\" is not among the files");
-  for (const auto& [k, v] : req.env) {
-    if (!ValidEnvName(k)) return reject("env: invalid variable name \"" + k + "\"");
-    if (v.find('\0') != std::string::npos) return reject("env." + k + ": contains a NUL byte");
-  }
+  if (auto bad = ValidateEnv(req.env); !bad.empty()) return reject(bad);
   for (size_t i = 0; i < req.args.size(); ++i) {
     if (req.args[i].find('\0') != std::string::npos) {
       return reject("args[" + std::to_string(i) + "]: contains a NUL byte");

@@ -10,6 +10,7 @@
 #include "engine/events.h"
 #include "engine/request.h"
 #include "engine/result.h"
+#include "engine/session.h"
 #include "languages/registry.h"
 #include "sandbox/sandbox.h"
 
@@ -45,6 +46,13 @@ class Engine {
   // Never fails: a bad request sets `rejected`, a file that cannot be checked its `problem`.
   CheckReport Check(const CheckRequest& request);
 
+  // Validates a session request and resolves what its driver needs. kInvalidArgument with a
+  // message naming the field for the caller's mistakes (including a language without a
+  // session driver). `lifetime` becomes the sandbox's wall-time limit.
+  Result<SessionLaunch> PrepareSession(const SessionRequest& request,
+                                       std::chrono::milliseconds lifetime);
+  sandbox::Sandbox& sandbox() { return *sandbox_; }
+
   languages::Registry& registry() { return registry_; }
   const EngineConfig& config() const { return config_; }
   // The language's installed version (probed once, cached).
@@ -56,6 +64,11 @@ class Engine {
   Result<languages::LimitSet> StageLimits(const languages::Language& lang,
                                           const languages::LimitSet& requested, bool compile,
                                           const languages::LimitSet& own = {}) const;
+
+  // A usable language by id/alias/extension and its installed version, checked against the
+  // requested one. kInvalidArgument naming the field.
+  Result<std::pair<const languages::Language*, std::string>> FindLanguage(
+      const std::string& name, const std::string& version);
 
   EngineConfig config_;
   languages::Registry registry_;

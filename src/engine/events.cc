@@ -48,6 +48,7 @@ void Apply(ExecutionResult& r, const Event& e) {
       r.language = p.value("language", "");
       r.version = p.value("version", "");
       r.created_at = p.value("created_at", "");
+      r.session_id = p.value("session_id", "");
       if (p.contains("labels")) r.labels = p["labels"].get<std::map<std::string, std::string>>();
       break;
     case Event::Kind::kStarted:
@@ -81,11 +82,16 @@ void Apply(ExecutionResult& r, const Event& e) {
       if (!r.outputs.empty() && r.outputs.back().stream == (out ? "stdout" : "stderr")) {
         r.outputs.back().text += e.data;
       } else {
-        r.outputs.push_back({out ? "stdout" : "stderr", e.data, e.t_ms});
+        r.outputs.push_back({out ? "stdout" : "stderr", e.data, e.t_ms, nullptr});
       }
       break;
     }
     case Event::Kind::kDisplay:
+      r.outputs.push_back({"",
+                           "",
+                           e.t_ms,
+                           {{"data", p.value("data", json::object())},
+                            {"metadata", p.value("metadata", json::object())}}});
       break;
     case Event::Kind::kStatus:
       if (auto s = StatusFromName(p.value("status", ""))) r.status = *s;
@@ -108,8 +114,24 @@ void Apply(ExecutionResult& r, const Event& e) {
       if (p.contains("language")) r.language = p["language"];
       if (p.contains("version")) r.version = p["version"];
       r.finished_at = p.value("finished_at", "");
+      if (p.contains("result")) r.result = p["result"];
       break;
   }
+}
+
+void EventRecorder::Emit(Event::Kind kind, json payload, std::string data, std::string stream) {
+  Event e;
+  e.execution_id = id_;
+  e.seq = events_.size() + 1;
+  e.t_ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - start_)
+                                     .count());
+  e.kind = kind;
+  e.payload = std::move(payload);
+  e.data = std::move(data);
+  e.stream = std::move(stream);
+  if (sink_) sink_(e);
+  events_.push_back(std::move(e));
 }
 
 ExecutionResult Fold(const std::vector<Event>& events) {

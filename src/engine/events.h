@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -46,5 +47,25 @@ ExecutionResult Fold(const std::vector<Event>& events);
 void Apply(ExecutionResult& result, const Event& event);
 
 nlohmann::json EventToJson(const Event& e);
+
+// Collects the events of one execution, numbers and timestamps them, hands each to the
+// caller's sink and keeps them for the fold. Not thread-safe: one emitter at a time.
+class EventRecorder {
+ public:
+  EventRecorder(std::string id, const EventSink& sink, std::chrono::steady_clock::time_point start)
+      : id_(std::move(id)), sink_(sink), start_(start) {}
+
+  void Emit(Event::Kind kind, nlohmann::json payload = nullptr, std::string data = {},
+            std::string stream = {});
+  ExecutionResult Result() const { return Fold(events_); }
+  const std::string& id() const { return id_; }
+  std::chrono::steady_clock::time_point start() const { return start_; }
+
+ private:
+  std::string id_;
+  const EventSink& sink_;
+  std::chrono::steady_clock::time_point start_;
+  std::vector<Event> events_;
+};
 
 }  // namespace polyrun::engine

@@ -196,6 +196,25 @@ Result<ExecutionService::Admission> ExecutionService::Submit(ExecutionRequest re
     }
   }
   live_[live->id] = live;
+  if (!live->request.session_id.empty()) {
+    std::erase_if(direct_, [](Direct& d) {
+      if (!d.done->load()) return false;
+      d.thread.join();
+      return true;
+    });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    direct_.push_back({std::thread([this, live, done] {
+                         Execute(live);
+                         {
+                           std::lock_guard g(mu_);
+                           live_.erase(live->id);
+                           done->store(true);
+                         }
+                         idle_cv_.notify_all();
+                       }),
+                       done});
+    return Admission{Refusal::kNone, live->id};
+  }
   queue_.push_back(live);
   work_cv_.notify_one();
   return Admission{Refusal::kNone, live->id};
@@ -434,7 +453,11 @@ void ExecutionService::Shutdown(std::chrono::milliseconds grace) {
   {
     std::unique_lock lock(mu_);
     accepting_ = false;
-    idle_cv_.wait_for(lock, grace, [&] { return queue_.empty() && running_ == 0; });
+    idle_cv_.wait_for(lock, grace, [&] {
+      return queue_.empty() && running_ == 0 &&
+             std::all_of(direct_.begin(), direct_.end(),
+                         [](const Direct& d) { return d.done->load(); });
+    });
     abandoned.swap(queue_);
     for (auto& [_, live] : live_) {
       if (std::find(abandoned.begin(), abandoned.end(), live) == abandoned.end()) {
@@ -455,6 +478,12 @@ void ExecutionService::Shutdown(std::chrono::milliseconds grace) {
     if (t.joinable()) t.join();
   }
   workers_.clear();
+  std::vector<Direct> direct;
+  {
+    std::lock_guard lock(mu_);
+    direct.swap(direct_);
+  }
+  for (auto& d : direct) d.thread.join();
 }
 
 ExecutionService::Stats ExecutionService::stats() const {

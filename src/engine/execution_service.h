@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -59,7 +60,9 @@ class ExecutionService {
     bool interactive = false;  // stdin stays open for WriteStdin until CloseStdin or the end
   };
   // Admits `request` (its `queued` event is in the store when this returns) or refuses it.
-  // Fails only when the store cannot record it.
+  // Fails only when the store cannot record it. A request with a session_id does not queue:
+  // it runs at once on its own thread (its session orders its executions), and does not
+  // count towards max_running.
   Result<Admission> Submit(ExecutionRequest request, const SubmitOptions& options);
 
   // Receives events in seq order, each once, starting after `after_seq` (0: from the first),
@@ -133,6 +136,12 @@ class ExecutionService {
   bool accepting_ = true;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  // Session executions' threads; finished ones are joined at the next Submit and at Shutdown.
+  struct Direct {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Direct> direct_;
 };
 
 // Events as store records and back (payload as JSON text, output bytes as they are).

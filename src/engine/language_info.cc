@@ -19,7 +19,7 @@ std::vector<LanguageInfo> LanguageInfos(const languages::Registry& registry,
       info.aliases = l->aliases;
       info.extensions = l->extensions;
       info.compiled = l->compile.has_value();
-      info.sessions = l->sessions;
+      info.sessions = l->session.has_value();
     }
     out.push_back(std::move(info));
   }

@@ -32,6 +32,8 @@ struct ExecutionRequest {
   bool network = false;
   std::map<std::string, std::string> labels;
   int cancel_fd = -1;  // library only: readable => cancel
+  // Run `code` in this live session (its language, files and env) instead of a new sandbox.
+  std::string session_id;
 
   // Set by whoever admitted the request earlier and already published its `queued` event (the
   // ExecutionService); Run then continues that execution. Empty id: Run assigns all three.

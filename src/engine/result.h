@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,10 +35,12 @@ struct Usage {
   uint64_t memory_bytes = 0;  // peak
 };
 
+// One entry of a result's ordered outputs: a run of stream text, or a display (rich output).
 struct OutputChunk {
-  std::string stream;  // "stdout" or "stderr"
+  std::string stream;  // "stdout" or "stderr"; empty for a display
   std::string text;
-  uint64_t t_ms = 0;  // since the execution was queued
+  uint64_t t_ms = 0;       // since the execution was queued
+  nlohmann::json display;  // a display's {"data": MIME bundle, "metadata": {…}}; else null
 };
 
 struct StageResult {
@@ -70,6 +73,9 @@ struct ExecutionResult {
   languages::LimitSet compile_limits;
   std::map<std::string, std::string> labels;
   std::string created_at, started_at, finished_at;  // RFC 3339, UTC, milliseconds
+  // Sessions: the session that ran it, and the MIME bundle of the cell's last expression.
+  std::string session_id;
+  nlohmann::json result;  // null when there is none
 };
 
 }  // namespace polyrun::engine

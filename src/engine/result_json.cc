@@ -158,8 +158,15 @@ StageResult StageFromJson(const json& j) {
 json ToJson(const ExecutionResult& r) {
   json outputs = json::array();
   for (const auto& o : r.outputs) {
-    outputs.push_back(
-        {{"type", "stream"}, {"stream", o.stream}, {"text", o.text}, {"t_ms", o.t_ms}});
+    if (o.display.is_null()) {
+      outputs.push_back(
+          {{"type", "stream"}, {"stream", o.stream}, {"text", o.text}, {"t_ms", o.t_ms}});
+    } else {
+      outputs.push_back({{"type", "display"},
+                         {"data", o.display.value("data", json::object())},
+                         {"metadata", o.display.value("metadata", json::object())},
+                         {"t_ms", o.t_ms}});
+    }
   }
   return {
       {"id", r.id},
@@ -183,6 +190,8 @@ json ToJson(const ExecutionResult& r) {
       {"created_at", r.created_at},
       {"started_at", r.started_at.empty() ? json(nullptr) : json(r.started_at)},
       {"finished_at", r.finished_at.empty() ? json(nullptr) : json(r.finished_at)},
+      {"session_id", r.session_id.empty() ? json(nullptr) : json(r.session_id)},
+      {"result", r.result},
   };
 }
 

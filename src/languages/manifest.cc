@@ -221,8 +221,6 @@ Result<Language> ParseRoot(Table& t) {
   lang.extensions = std::move(extensions);
   POLYRUN_TRY(entry, t.String("entry"));
   lang.entry = entry.value_or("main." + lang.extensions.front());
-  POLYRUN_TRY(sessions, t.Bool("sessions"));
-  lang.sessions = sessions.value_or(false);
   POLYRUN_TRY(pm, t.String("package_manager"));
   lang.package_manager = pm.value_or("");
 
@@ -271,6 +269,11 @@ Result<Language> ParseRoot(Table& t) {
   if (check) {
     POLYRUN_TRY(check_recipe, ParseRecipe(*check, false));
     lang.check = std::move(check_recipe);
+  }
+  POLYRUN_TRY(session, t.Sub("session"));
+  if (session) {
+    POLYRUN_TRY(session_recipe, ParseRecipe(*session, false));
+    lang.session = std::move(session_recipe);
   }
   POLYRUN_TRY(detect, t.Sub("detect"));
   if (detect) {

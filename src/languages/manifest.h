@@ -77,7 +77,9 @@ struct Language {
   // matches some line scores one point.
   std::vector<NamedRegex> detect;
   ErrorRules errors;
-  bool sessions = false;
+  // The session driver (docs/sessions.md): started once per session, speaks the driver
+  // protocol. Absent: the language has no sessions.
+  std::optional<Recipe> session;
   std::string package_manager;
   std::string dir;  // the folder the manifest came from
 };

@@ -42,6 +42,7 @@ struct RlimitStep {
 // Everything the cloned child needs, prepared in the parent so the child only makes syscalls.
 struct ChildPlan {
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1, status_fd = -1, sync_fd = -1;
+  int frames_fd = -1;  // optional: becomes the program's fd 3
   bool clear_groups = false;
   uid_t inner_uid = 1000;
   gid_t inner_gid = 1000;

@@ -37,6 +37,8 @@ namespace {
 // Fixed descriptor numbers inside the child.
 constexpr int kStatusFd = 3;
 constexpr int kSyncFd = 4;
+constexpr int kFramesFd = 5;         // the init's copy of the optional frames pipe
+constexpr int kProgramFramesFd = 3;  // where the program finds it
 
 void CopyStr(char* dst, size_t cap, const char* a, const char* b = nullptr) {
   size_t i = 0;
@@ -205,18 +207,20 @@ void SendArtifacts(const ChildPlan& plan) {
   }
   ::prctl(PR_SET_NAME, "polyrun-init", 0, 0, 0);
 
-  // Move our five descriptors out of the way, then into their fixed places, and close every
-  // other descriptor this process inherited from polyrun.
-  const int src[5] = {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.status_fd, plan.sync_fd};
-  int high[5];
-  for (int i = 0; i < 5; ++i) {
+  // Move our descriptors out of the way, then into their fixed places, and close every other
+  // descriptor this process inherited from polyrun.
+  const int src[6] = {plan.stdin_fd,  plan.stdout_fd, plan.stderr_fd,
+                      plan.status_fd, plan.sync_fd,   plan.frames_fd};
+  const int count = plan.frames_fd >= 0 ? 6 : 5;
+  int high[6];
+  for (int i = 0; i < count; ++i) {
     high[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 100);
     if (high[i] < 0) ::_exit(125);
   }
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < count; ++i) {
     if (::dup2(high[i], i) < 0) ::_exit(125);
   }
-  if (::syscall(SYS_close_range, 5, ~0U, 0) != 0) Die("close_range", nullptr, errno);
+  if (::syscall(SYS_close_range, count, ~0U, 0) != 0) Die("close_range", nullptr, errno);
 
   // Wait until the parent has written our uid/gid maps and placed us in the cgroup.
   char go = 0;
@@ -293,6 +297,10 @@ void SendArtifacts(const ChildPlan& plan) {
     ::setpgid(0, 0);
     sigprocmask(SIG_SETMASK, &old, nullptr);
     ::close(kStatusFd);
+    if (plan.frames_fd >= 0) {
+      if (::dup2(kFramesFd, kProgramFramesFd) < 0) ::_exit(127);
+      ::close(kFramesFd);
+    }
     ::close(exec_pipe[0]);
     ::execve(plan.argv[0], const_cast<char* const*>(plan.argv.data()),
              const_cast<char* const*>(plan.envp.data()));
@@ -311,6 +319,7 @@ void SendArtifacts(const ChildPlan& plan) {
   ::close(0);
   ::close(1);
   ::close(2);
+  if (plan.frames_fd >= 0) ::close(kFramesFd);
 
   int main_status = 0;
   for (bool running = true; running;) {

@@ -345,6 +345,12 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   for (auto* p : {&in, &out, &err, &status, &sync}) {
     if (!*p) return std::unexpected(p->error());
   }
+  std::optional<Pipe> frames;
+  if (spec.frames_channel) {
+    auto p = MakePipe();
+    if (!p) return std::unexpected(p.error());
+    frames = std::move(*p);
+  }
   // The program's stdio pipes belong to the sandbox user, so that reopening them by path
   // (/dev/stdin, /dev/stdout, /proc/self/fd/N) passes the inode permission check like outside.
   // They are its own streams: nothing else can be reached through them.
@@ -353,11 +359,16 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
       return SysFail("fchown", "sandbox stdio pipe");
     }
   }
+  if (frames && ::fchown(frames->read.get(), config_.host_uid, config_.host_gid) != 0 &&
+      errno != EPERM) {
+    return SysFail("fchown", "sandbox frames pipe");
+  }
   plan.stdin_fd = in->read.get();
   plan.stdout_fd = out->write.get();
   plan.stderr_fd = err->write.get();
   plan.status_fd = status->write.get();
   plan.sync_fd = sync->read.get();
+  plan.frames_fd = frames ? frames->write.get() : -1;
 
   std::string name = "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_);
   auto cgroup = config_.cgroups->Create(name, {lim.memory_bytes, lim.processes});
@@ -396,6 +407,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   err->write.reset();
   status->write.reset();
   sync->read.reset();
+  if (frames) frames->write.reset();
 
   auto abort_child = [&](const Error& e) -> Result<SandboxOutcome> {
     ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
@@ -437,6 +449,10 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
                             spec.collect.size() * (sizeof(ArtifactHeader) + 4096);
   uint64_t total_out = 0;
   auto capture = [&](Stream stream, std::string_view chunk) {
+    if (!spec.retain_output) {
+      if (spec.on_output) spec.on_output(stream, chunk);
+      return;
+    }
     std::string& dst = stream == Stream::kStdout ? outcome.stdout_data : outcome.stderr_data;
     bool& truncated =
         stream == Stream::kStdout ? outcome.stdout_truncated : outcome.stderr_truncated;
@@ -464,7 +480,12 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
 
   UniqueFd out_r = std::move(out->read), err_r = std::move(err->read),
            st_r = std::move(status->read);
-  for (int fd : {out_r.get(), err_r.get(), st_r.get()}) SetNonBlocking(fd);
+  UniqueFd fr_r = frames ? std::move(frames->read) : UniqueFd();
+  for (int fd : {out_r.get(), err_r.get(), st_r.get(), fr_r.get()}) {
+    if (fd >= 0) SetNonBlocking(fd);
+  }
+  std::string frame_bytes;  // read from fd 3, delivered once fds 1 and 2 have been drained
+  bool signals_open = spec.signal_fd >= 0;
   bool init_done = false;
   const auto deadline = start + lim.wall_time;
   auto next_tick = start + kTick;
@@ -472,7 +493,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   uint64_t cpu_ns = 0;
 
   for (;;) {
-    pollfd all[7];
+    pollfd all[9];
     nfds_t n = 0;
     auto add = [&](int fd, short events) {
       all[n] = {fd, events, 0};
@@ -487,8 +508,10 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     const bool want_read = !pump_eof && pump_buf.size() < 65536 && stdin_w.valid();
     const int idx_src = want_read ? add(spec.stdin_fd, POLLIN) : -1;
     const int idx_cancel = spec.cancel_fd >= 0 && !killed_for ? add(spec.cancel_fd, POLLIN) : -1;
+    const int idx_fr = fr_r.valid() ? add(fr_r.get(), POLLIN) : -1;
+    const int idx_sig = signals_open && !killed_for ? add(spec.signal_fd, POLLIN) : -1;
 
-    if (init_done && !out_r.valid() && !err_r.valid() && !st_r.valid()) break;
+    if (init_done && !out_r.valid() && !err_r.valid() && !st_r.valid() && !fr_r.valid()) break;
     auto now = Clock::now();
     if (init_done && !drain_deadline) drain_deadline = now + std::chrono::seconds(2);
     if (drain_deadline && now >= *drain_deadline) break;  // never hang on a stray write end
@@ -503,11 +526,24 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     }
     if (ready > 0) {
       if (idx_pid >= 0 && (all[idx_pid].revents & (POLLIN | POLLHUP | POLLERR))) init_done = true;
-      if (idx_out >= 0 && all[idx_out].revents) {
+      // Frames first, then stdout/stderr to EAGAIN, then the frames' delivery: output written
+      // before a frame is in its pipe by the time the frame is read, so it is delivered first.
+      if (idx_fr >= 0 && all[idx_fr].revents) {
+        if (!Drain(fr_r.get(), [&](std::string_view c) { frame_bytes.append(c); })) fr_r.reset();
+        if (out_r.valid() &&
+            !Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); })) {
+          out_r.reset();
+        }
+        if (err_r.valid() &&
+            !Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); })) {
+          err_r.reset();
+        }
+      }
+      if (idx_out >= 0 && out_r.valid() && all[idx_out].revents) {
         if (!Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); }))
           out_r.reset();
       }
-      if (idx_err >= 0 && all[idx_err].revents) {
+      if (idx_err >= 0 && err_r.valid() && all[idx_err].revents) {
         if (!Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); }))
           err_r.reset();
       }
@@ -540,6 +576,23 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
           stdin_w.reset();  // EPIPE: the program closed its stdin
         }
       }
+      if (!frame_bytes.empty()) {
+        if (spec.on_frames) spec.on_frames(frame_bytes);
+        frame_bytes.clear();
+      }
+      if (idx_sig >= 0 && all[idx_sig].revents) {
+        unsigned char sigs[16];
+        ssize_t r = ::read(spec.signal_fd, sigs, sizeof sigs);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) signals_open = false;
+        for (ssize_t i = 0; i < r; ++i) {
+          // Only what the init forwards: anything else would hit the init itself.
+          const int sig = sigs[i];
+          if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT ||
+              sig == SIGUSR1 || sig == SIGUSR2) {
+            ::syscall(SYS_pidfd_send_signal, pid_fd.get(), sig, nullptr, 0);
+          }
+        }
+      }
       if (idx_cancel >= 0 && all[idx_cancel].revents) kill_tree(Termination::kCancelled);
     }
     if (stdin_w.valid() && stdin_left.empty() && pump_buf.empty() && pump_eof) stdin_w.reset();
@@ -550,6 +603,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
       if (auto u = (*cgroup)->Usage(); u) {
         cpu_ns = std::max(cpu_ns, u->cpu_ns);
         outcome.memory_peak_bytes = std::max(outcome.memory_peak_bytes, u->memory_peak_bytes);
+        if (spec.on_usage) spec.on_usage(cpu_ns, outcome.memory_peak_bytes);
         if (u->oom_kills > 0 && !killed_for) kill_tree(Termination::kMemoryLimit);
         if (u->cpu_ns > static_cast<uint64_t>(lim.cpu_time.count()) * 1'000'000 && !killed_for) {
           kill_tree(Termination::kCpuTimeout);

@@ -64,6 +64,21 @@ struct SandboxSpec {
   // Receives output as it arrives (before caps are checked against the stored copy).
   std::function<void(Stream, std::string_view)> on_output;
   int cancel_fd = -1;  // if >= 0 and it becomes readable, the run is cancelled
+
+  // ---- steering a long-lived tree (sessions) ----
+  // Keep stdout/stderr in the outcome, capped by the limits (one-shot runs). When false the
+  // output only goes to on_output and no output cap applies: the caller enforces its own.
+  bool retain_output = true;
+  // Give the program a second output pipe as fd 3 (close-on-exec is the program's business);
+  // its bytes go to on_frames. Before a chunk of fd 3 is delivered, every byte the program
+  // wrote to fds 1 and 2 before writing that chunk has been delivered to on_output.
+  bool frames_channel = false;
+  std::function<void(std::string_view)> on_frames;
+  // If >= 0: each byte read from it is a signal number, sent to the program's process group
+  // (through the sandbox's init, which forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1/2).
+  int signal_fd = -1;
+  // Called about every 10 ms with the tree's usage so far, on the supervising thread.
+  std::function<void(uint64_t cpu_ns, uint64_t memory_peak_bytes)> on_usage;
 };
 
 enum class Termination {

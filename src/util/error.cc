@@ -20,6 +20,10 @@ std::string_view ErrcName(Errc code) {
       return "parse_error";
     case Errc::kInternal:
       return "internal";
+    case Errc::kTimeout:
+      return "timeout";
+    case Errc::kBusy:
+      return "busy";
   }
   return "internal";
 }

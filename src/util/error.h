@@ -17,6 +17,8 @@ enum class Errc {
   kUnsupported,       // the host lacks a mechanism (namespaces, cgroups, seccomp)
   kParse,             // a file (manifest, config) could not be parsed
   kInternal,          // a broken invariant on our side
+  kTimeout,           // waited for something that did not happen in time
+  kBusy,              // the thing is in use and cannot take more now (retry later)
 };
 
 std::string_view ErrcName(Errc code);

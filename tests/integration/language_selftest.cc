@@ -29,7 +29,8 @@ std::vector<SelfTest> Discover() {
     fs::path tests = lang.path() / "tests";
     if (!fs::is_directory(tests)) continue;
     for (const auto& f : fs::directory_iterator(tests)) {
-      if (f.path().extension() == ".toml") {
+      // session.toml drives a session (tests/sessions), not a one-shot run.
+      if (f.path().extension() == ".toml" && f.path().filename() != "session.toml") {
         out.push_back({lang.path().filename().string(), f.path().stem().string(), f.path()});
       }
     }
