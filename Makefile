@@ -40,9 +40,14 @@ setup:
 	@# NodeSource's nodejs bundles npm; Debian's does not (and conflicts with Debian's npm).
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
 	@# Toolchains from npm live in their language's folder, pinned by its package-lock.json.
+	@# A local "file:" dependency (TypeScript's copy of the JavaScript session driver) is copied
+	@# in by npm, so a change to its files also calls for a new install.
 	@for lock in languages/*/package-lock.json tests/*/package-lock.json; do \
-	  [ -e "$$lock" ] || continue; d=$$(dirname $$lock); \
-	  if [ ! -d $$d/node_modules ] || [ $$lock -nt $$d/node_modules/.package-lock.json ]; then \
+	  [ -e "$$lock" ] || continue; d=$$(dirname $$lock); marker=$$d/node_modules/.package-lock.json; \
+	  stale=; for dep in $$(grep -o '"file:[^"]*"' $$d/package.json | sed 's/"file:\(.*\)"/\1/'); do \
+	    [ -f $$marker ] && [ -n "$$(find $$d/$$dep -path '*/node_modules' -prune -o -newer $$marker -type f -print | head -1)" ] && stale=1; \
+	  done; \
+	  if [ ! -d $$d/node_modules ] || [ $$lock -nt $$marker ] || [ -n "$$stale" ]; then \
 	    echo "setup: npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	  fi; \
 	done

@@ -1,4 +1,4 @@
-'use strict';
+"use strict";
 // The JavaScript session driver (docs/sessions.md, protocol 1). languages/typescript's driver runs
 // this same file with a transpile step in front (start() below takes the differences).
 //
@@ -6,19 +6,21 @@
 // that cells require() live in this realm, and with one realm their arrays, errors and Buffers
 // pass instanceof and assert.deepStrictEqual like in a plain script.
 
-const fs = require('node:fs');
-const vm = require('node:vm');
-const util = require('node:util');
-const { Writable } = require('node:stream');
-const { Console } = require('node:console');
-const { createRequire } = require('node:module');
-const acorn = require('acorn');
+const fs = require("node:fs");
+const vm = require("node:vm");
+const util = require("node:util");
+const { Writable } = require("node:stream");
+const { Console } = require("node:console");
+const { createRequire } = require("node:module");
+const acorn = require("acorn");
 
 // A cell's top-level `let process`, `JSON = …` or `class Promise` shadows the global for every
 // script of the realm, this one included: keep the driver's own references.
-const { process, Buffer, JSON, Promise, Object, Array, Symbol, Atomics, Number, String } = globalThis;
-const { SharedArrayBuffer, Int32Array, ArrayBuffer, Error, SyntaxError, Set, Map, RegExp } = globalThis;
-const { setInterval, clearInterval } = globalThis;
+const { process, Buffer, JSON, Promise, Object, Array, Symbol, Atomics, Number, String } =
+  globalThis;
+const { SharedArrayBuffer, Int32Array, ArrayBuffer, Error, SyntaxError, Set, Map, RegExp } =
+  globalThis;
+const { setInterval, clearInterval, Math } = globalThis;
 
 // ---- descriptors ----------------------------------------------------------------------------
 
@@ -36,14 +38,14 @@ function reopen(fd, flags) {
 
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 function writeAll(fd, data) {
-  const buf = typeof data === 'string' ? Buffer.from(data) : data;
-  for (let off = 0; off < buf.length; ) {
+  const buf = typeof data === "string" ? Buffer.from(data) : data;
+  for (let off = 0; off < buf.length;) {
     try {
       off += fs.writeSync(fd, buf, off, buf.length - off);
     } catch (e) {
       // EAGAIN: some library made the shared pipe non-blocking; wait for the host to read.
-      if (e.code === 'EAGAIN') Atomics.wait(sleepCell, 0, 0, 1);
-      else if (e.code !== 'EINTR') throw e;
+      if (e.code === "EAGAIN") Atomics.wait(sleepCell, 0, 0, 1);
+      else if (e.code !== "EINTR") throw e;
     }
   }
 }
@@ -54,7 +56,8 @@ function writeAll(fd, data) {
 // state machine: an interrupt terminates JavaScript wherever it is, and a Writable stopped
 // halfway through a write would buffer everything after it for good.
 function syncStream(fd) {
-  const toBuffer = (chunk, encoding) => (typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk);
+  const toBuffer = (chunk, encoding) =>
+    typeof chunk === "string" ? Buffer.from(chunk, encoding) : chunk;
   const stream = new Writable({
     write(chunk, encoding, done) {
       writeAll(fd, toBuffer(chunk, encoding));
@@ -62,8 +65,8 @@ function syncStream(fd) {
     },
   });
   stream.write = (chunk, encoding, callback) => {
-    if (typeof encoding === 'function') [callback, encoding] = [encoding, undefined];
-    writeAll(fd, toBuffer(chunk, typeof encoding === 'string' ? encoding : 'utf8'));
+    if (typeof encoding === "function") [callback, encoding] = [encoding, undefined];
+    writeAll(fd, toBuffer(chunk, typeof encoding === "string" ? encoding : "utf8"));
     if (callback) process.nextTick(callback);
     return true;
   };
@@ -72,7 +75,7 @@ function syncStream(fd) {
 
 let frameFd = 3;
 function frame(obj) {
-  writeAll(frameFd, JSON.stringify(obj) + '\n');
+  writeAll(frameFd, JSON.stringify(obj) + "\n");
 }
 
 // ---- commands -------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ function feed(n) {
   let start = 0;
   for (let i; (i = chunk.indexOf(10, start)) >= 0; start = i + 1) {
     partial.push(chunk.subarray(start, i));
-    lines.push(Buffer.concat(partial).toString('utf8'));
+    lines.push(Buffer.concat(partial).toString("utf8"));
     partial = [];
   }
   if (start < n) partial.push(Buffer.from(chunk.subarray(start)));
@@ -100,7 +103,7 @@ function nextInputReply() {
   for (;;) {
     for (let i = 0; i < lines.length; i++) {
       const msg = parseCommand(lines[i]);
-      if (msg && msg.type === 'input_reply') {
+      if (msg && msg.type === "input_reply") {
         lines.splice(i, 1);
         return msg;
       }
@@ -110,7 +113,7 @@ function nextInputReply() {
     try {
       n = fs.readSync(cmdFd, readBuf, 0, readBuf.length, null);
     } catch (e) {
-      if (e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+      if (e.code === "EINTR" || e.code === "EAGAIN") continue;
       throw e;
     }
     if (n === 0) eof = true;
@@ -121,7 +124,7 @@ function nextInputReply() {
 function parseCommand(line) {
   try {
     const msg = JSON.parse(line);
-    return msg && typeof msg === 'object' ? msg : null;
+    return msg && typeof msg === "object" ? msg : null;
   } catch {
     return null;
   }
@@ -130,8 +133,8 @@ function parseCommand(line) {
 // ---- cells: rewriting top-level declarations -----------------------------------------------
 
 const ACORN = {
-  ecmaVersion: 'latest',
-  sourceType: 'script',
+  ecmaVersion: "latest",
+  sourceType: "script",
   allowAwaitOutsideFunction: true,
   allowImportExportEverywhere: true,
   allowHashBang: true,
@@ -152,31 +155,41 @@ function isKnownGlobal(name) {
 
 function patternNames(node, out) {
   switch (node.type) {
-    case 'Identifier': out.push(node.name); break;
-    case 'ObjectPattern': for (const p of node.properties) patternNames(p.type === 'RestElement' ? p : p.value, out); break;
-    case 'ArrayPattern': for (const e of node.elements) if (e) patternNames(e, out); break;
-    case 'AssignmentPattern': patternNames(node.left, out); break;
-    case 'RestElement': patternNames(node.argument, out); break;
+    case "Identifier":
+      out.push(node.name);
+      break;
+    case "ObjectPattern":
+      for (const p of node.properties) patternNames(p.type === "RestElement" ? p : p.value, out);
+      break;
+    case "ArrayPattern":
+      for (const e of node.elements) if (e) patternNames(e, out);
+      break;
+    case "AssignmentPattern":
+      patternNames(node.left, out);
+      break;
+    case "RestElement":
+      patternNames(node.argument, out);
+      break;
   }
   return out;
 }
 
 function hasTopLevelAwait(node) {
-  if (node === null || typeof node !== 'object') return false;
+  if (node === null || typeof node !== "object") return false;
   if (Array.isArray(node)) return node.some(hasTopLevelAwait);
-  if (node.type === 'AwaitExpression' || node.type === 'ImportDeclaration') return true;
-  if (node.type === 'ForOfStatement' && node.await) return true;
+  if (node.type === "AwaitExpression" || node.type === "ImportDeclaration") return true;
+  if (node.type === "ForOfStatement" && node.await) return true;
   if (/Function/.test(node.type)) return false;
-  for (const key in node) if (key !== 'type' && hasTopLevelAwait(node[key])) return true;
+  for (const key in node) if (key !== "type" && hasTopLevelAwait(node[key])) return true;
   return false;
 }
 
 // Replacement text keeps the replaced text's line count, so positions after it stay put.
 function padLines(text, replaced) {
   const missing = (replaced.match(/\n/g) || []).length - (text.match(/\n/g) || []).length;
-  return missing > 0 ? text + '\n'.repeat(missing) : text;
+  return missing > 0 ? text + "\n".repeat(missing) : text;
 }
-const blank = (s) => s.replace(/[^\n]/g, ' ');
+const blank = (s) => s.replace(/[^\n]/g, " ");
 
 // Turns a parsed cell into scripts that can run again and again in one realm:
 // - top-level let/const/class/import become assignments (`void (x = …)`) to bindings that a
@@ -184,11 +197,14 @@ const blank = (s) => s.replace(/[^\n]/g, ' ');
 //   a throwing initializer leaves x undefined instead of uninitialized forever);
 // - with top-level await the cell body runs in an async arrow function whose value is the last
 //   expression; its var and function declarations move to the prelude so they stay global.
-// Line numbers are kept: edits keep line counts, the wrapper's head line is cancelled by
-// lineOffset, and hoisted functions sit at their own positions in a blanked copy of the cell.
+// Lines stay where they were: edits keep line counts, the wrapper's head line is cancelled by
+// lineOffset, hoisted functions sit at their own positions in a blanked copy of the cell, and
+// `shift` maps columns on edited lines back.
 function rewrite(code, ast) {
   const wrap = hasTopLevelAwait(ast.body);
-  const edits = [];
+  const edits = []; // { start, end, text }: replace code.slice(start, end) with text
+  const edit = (start, end, text) => edits.push({ start, end, text, seq: edits.length });
+  const blankOut = (start, end) => edit(start, end, blank(code.slice(start, end)));
   const lets = [];
   const vars = [];
   const hoisted = [];
@@ -198,85 +214,127 @@ function rewrite(code, ast) {
   let last = null;
   for (const statement of ast.body) {
     let node = statement;
-    if (node.type === 'ExportNamedDeclaration' || node.type === 'ExportDefaultDeclaration') {
+    if (node.type === "ExportNamedDeclaration" || node.type === "ExportDefaultDeclaration") {
       if (!node.declaration) {
-        edits.push({ start: node.start, end: node.end, text: blank(code.slice(node.start, node.end)) });
+        blankOut(node.start, node.end);
         continue;
       }
-      edits.push({ start: node.start, end: node.declaration.start, text: blank(code.slice(node.start, node.declaration.start)) });
+      blankOut(node.start, node.declaration.start);
       node = node.declaration;
-      if (statement.type === 'ExportDefaultDeclaration' && !node.type.endsWith('Declaration')) {
-        node = { type: 'ExpressionStatement', expression: node, start: node.start, end: statement.end };
+      if (statement.type === "ExportDefaultDeclaration" && !node.type.endsWith("Declaration")) {
+        node = {
+          type: "ExpressionStatement",
+          expression: node,
+          start: node.start,
+          end: statement.end,
+        };
       }
-    } else if (node.type === 'ExportAllDeclaration') {
-      edits.push({ start: node.start, end: node.end, text: blank(code.slice(node.start, node.end)) });
+    } else if (node.type === "ExportAllDeclaration") {
+      blankOut(node.start, node.end);
       continue;
     }
     last = node;
-    if (node.type === 'VariableDeclaration' && (node.kind !== 'var' || wrap)) {
-      const names = node.declarations.flatMap((d) => patternNames(d.id, []));
-      declare(names, node.kind === 'var' ? vars : lets);
-      // `let a = 1, {b} = o;` → `void (a = 1, {b} = o);` with `= void 0` for bare names.
-      let text = 'void (';
-      let pos = node.start + node.kind.length;
-      for (const d of node.declarations) {
-        text += code.slice(pos, d.end) + (d.init ? '' : ' = void 0');
-        pos = d.end;
-      }
-      edits.push({ start: node.start, end: node.end, text: text + ')' + code.slice(pos, node.end) });
-    } else if (node.type === 'ClassDeclaration' && node.id) {
+    if (node.type === "VariableDeclaration" && (node.kind !== "var" || wrap)) {
+      declare(
+        node.declarations.flatMap((d) => patternNames(d.id, [])),
+        node.kind === "var" ? vars : lets,
+      );
+      // `let a = 1, {b} = o, c;` → `void ( a = 1, {b} = o, c = void 0);`
+      edit(node.start, node.start + node.kind.length, "void (");
+      for (const d of node.declarations) if (!d.init) edit(d.end, d.end, " = void 0");
+      const end = node.declarations[node.declarations.length - 1].end;
+      edit(end, end, ")");
+    } else if (node.type === "ClassDeclaration" && node.id) {
       declare([node.id.name], lets);
-      edits.push({ start: node.start, end: node.end, text: `void (${node.id.name} = ${code.slice(node.start, node.end)});` });
-    } else if (node.type === 'FunctionDeclaration' && node.id && wrap) {
+      edit(node.start, node.start, `void (${node.id.name} = `);
+      edit(node.end, node.end, ");");
+    } else if (node.type === "FunctionDeclaration" && node.id && wrap) {
       hoisted.push(node);
-      edits.push({ start: node.start, end: node.end, text: blank(code.slice(node.start, node.end)) });
-    } else if (node.type === 'ImportDeclaration') {
-      const names = node.specifiers.map((s) => s.local.name);
-      declare(names, lets);
-      edits.push({ start: node.start, end: node.end, text: padLines(importText(code, node), code.slice(node.start, node.end)) });
+      blankOut(node.start, node.end);
+    } else if (node.type === "ImportDeclaration") {
+      declare(
+        node.specifiers.map((s) => s.local.name),
+        lets,
+      );
+      edit(
+        node.start,
+        node.end,
+        padLines(importText(code, node), code.slice(node.start, node.end)),
+      );
     }
   }
-  if (wrap && last && last.type === 'ExpressionStatement') {
-    const expr = code.slice(last.expression.start, last.expression.end);
-    edits.push({ start: last.start, end: last.end, text: `return (${expr});` });
+  if (wrap && last && last.type === "ExpressionStatement") {
+    edit(last.start, last.expression.start, "return (");
+    edit(last.expression.end, last.expression.end, ")");
   }
 
+  // Later edits first, so that earlier offsets stay valid; at one offset, in the order made.
+  edits.sort((a, b) => b.start - a.start || b.seq - a.seq);
   let body = code;
-  for (const e of edits.sort((a, b) => b.start - a.start)) {
-    body = body.slice(0, e.start) + e.text + body.slice(e.end);
+  for (const e of edits) body = body.slice(0, e.start) + e.text + body.slice(e.end);
+  let prelude = "";
+  let at = 0;
+  for (const f of hoisted) {
+    prelude += blank(code.slice(at, f.start)) + code.slice(f.start, f.end);
+    at = f.end;
   }
-  let prelude = '';
-  if (hoisted.length) {
-    let at = 0;
-    for (const f of hoisted) {
-      prelude += blank(code.slice(at, f.start)) + code.slice(f.start, f.end);
-      at = f.end;
-    }
-  }
-  if (lets.length) prelude += `;let ${lets.join(', ')};`;
-  if (vars.length) prelude += `;var ${vars.join(', ')};`;
+  if (lets.length) prelude += `;let ${lets.join(", ")};`;
+  if (vars.length) prelude += `;var ${vars.join(", ")};`;
   if (wrap) body = `(async () => {\n${body}\n})()`;
-  return { prelude, body, lineOffset: wrap ? -1 : 0, lets };
+  return {
+    prelude,
+    body,
+    lineOffset: wrap ? -1 : 0,
+    lets,
+    shift: columnShift(code, edits.reverse()),
+  };
+}
+
+// (line, column) in the rewritten cell → in the cell, given its one-line edits in source order.
+function columnShift(code, edits) {
+  const shifts = new Map(); // line → [{ at: rewritten column, by: columns inserted }]
+  let line = 1;
+  let lineStart = 0;
+  let moved = 0; // columns the edits so far inserted on this line
+  for (const e of edits) {
+    for (let i; (i = code.indexOf("\n", lineStart)) >= 0 && i < e.start; lineStart = i + 1) {
+      line++;
+      moved = 0;
+    }
+    const by = e.text.length - (e.end - e.start);
+    if (by === 0 || e.text.includes("\n")) continue;
+    const list = shifts.get(line) || [];
+    list.push({ at: e.start - lineStart + 1 + moved, by });
+    shifts.set(line, list);
+    moved += by;
+  }
+  return (l, column) => {
+    let back = 0;
+    for (const s of shifts.get(l) || []) if (column > s.at) back += Math.min(s.by, column - s.at);
+    return { line: l, column: column - back };
+  };
 }
 
 function importText(code, node) {
   const source = code.slice(node.source.start, node.source.end);
-  const attrs = node.attributes && node.attributes.length
-    ? `, { with: { ${node.attributes.map((a) => code.slice(a.start, a.end)).join(', ')} } }`
-    : '';
+  const attrs =
+    node.attributes && node.attributes.length
+      ? `, { with: { ${node.attributes.map((a) => code.slice(a.start, a.end)).join(", ")} } }`
+      : "";
   const load = `await import(${source}${attrs})`;
-  const all = node.specifiers.find((s) => s.type === 'ImportNamespaceSpecifier');
-  const def = node.specifiers.find((s) => s.type === 'ImportDefaultSpecifier');
+  const all = node.specifiers.find((s) => s.type === "ImportNamespaceSpecifier");
+  const def = node.specifiers.find((s) => s.type === "ImportDefaultSpecifier");
   if (node.specifiers.length === 0) return `void (${load});`;
   if (all) {
-    return `void (${all.local.name} = ${load}${def ? `, ${def.local.name} = ${all.local.name}.default` : ''});`;
+    return `void (${all.local.name} = ${load}${def ? `, ${def.local.name} = ${all.local.name}.default` : ""});`;
   }
   const fields = node.specifiers.map((s) => {
-    if (s.type === 'ImportDefaultSpecifier') return `default: ${s.local.name}`;
-    const imported = s.imported.type === 'Literal' ? JSON.stringify(s.imported.value) : s.imported.name;
+    if (s.type === "ImportDefaultSpecifier") return `default: ${s.local.name}`;
+    const imported =
+      s.imported.type === "Literal" ? JSON.stringify(s.imported.value) : s.imported.name;
     return `${imported}: ${s.local.name}`;
   });
-  return `void ({ ${fields.join(', ')} } = ${load});`;
+  return `void ({ ${fields.join(", ")} } = ${load});`;
 }
 
 // ---- cells: compiling and running -----------------------------------------------------------
@@ -288,6 +346,8 @@ class CellError {
   }
 }
 
+// Cell name → function from a (line, column) that V8 reports to the position in the cell's code.
+const positionMaps = new Map();
 const dynamicImport = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
 
 function compile(code, filename, lineOffset = 0) {
@@ -296,10 +356,15 @@ function compile(code, filename, lineOffset = 0) {
   } catch (e) {
     if (!(e instanceof SyntaxError)) throw e;
     // V8 heads a syntax error's stack with "<cell-N>:LINE", the line's text and a caret line.
-    const [where, , caret] = String(e.stack).split('\n');
+    const [where, , caret] = String(e.stack).split("\n");
     const m = /:(\d+)$/.exec(where);
-    const col = caret && caret.indexOf('^');
-    throw new CellError('SyntaxError', e.message, m ? Number(m[1]) : null, col >= 0 ? col + 1 : null);
+    const col = caret && caret.indexOf("^");
+    throw new CellError(
+      "SyntaxError",
+      e.message,
+      m ? Number(m[1]) : null,
+      col >= 0 ? col + 1 : null,
+    );
   }
 }
 
@@ -318,28 +383,50 @@ function prepare(code, cell, lang) {
         return [compile(source, cell)];
       } catch (e) {
         if (!(e instanceof CellError) || !/await|import|export/.test(e.message)) throw e;
-        throw new CellError('SyntaxError', parseError.message.replace(/ \(\d+:\d+\)$/, ''),
-          parseError.loc.line, parseError.loc.column + 1);
+        throw new CellError(
+          "SyntaxError",
+          parseError.message.replace(/ \(\d+:\d+\)$/, ""),
+          parseError.loc.line,
+          parseError.loc.column + 1,
+        );
       }
     }
   }
   if (!ast) return [compile(source, cell)];
   const plan = rewrite(source, ast);
+  const transpiled = positionMaps.get(cell);
+  positionMaps.set(cell, (line, column) => {
+    const pos = plan.shift(line, column);
+    return transpiled ? transpiled(pos.line, pos.column) : pos;
+  });
   const body = compile(plan.body, cell, plan.lineOffset);
   if (!plan.prelude) return [body];
   const prelude = compile(plan.prelude, cell);
-  return [{ runInThisContext: (o) => { prelude.runInThisContext(o); plan.lets.forEach((n) => lexicalNames.add(n)); } }, body];
+  return [
+    {
+      runInThisContext: (o) => {
+        prelude.runInThisContext(o);
+        plan.lets.forEach((n) => lexicalNames.add(n));
+      },
+    },
+    body,
+  ];
 }
 
 // ---- results, display -----------------------------------------------------------------------
 
 const JSON_MAX = 1 << 20; // larger values go as text/plain only (frames are capped at 32 MiB)
-const DISPLAY = Symbol.for('Jupyter.display'); // Deno's convention for rich values
+const DISPLAY = Symbol.for("Jupyter.display"); // Deno's convention for rich values
 
 function jsonValue(v) {
   const t = typeof v;
-  const plain = v === null || t === 'string' || t === 'boolean' || (t === 'number' && Number.isFinite(v))
-    || (t === 'object' && (Array.isArray(v) || [Object.prototype, null].includes(Object.getPrototypeOf(v))));
+  const plain =
+    v === null ||
+    t === "string" ||
+    t === "boolean" ||
+    (t === "number" && Number.isFinite(v)) ||
+    (t === "object" &&
+      (Array.isArray(v) || [Object.prototype, null].includes(Object.getPrototypeOf(v))));
   if (!plain) return undefined;
   try {
     const s = JSON.stringify(v);
@@ -350,45 +437,47 @@ function jsonValue(v) {
 }
 
 function bundle(value) {
-  const data = { 'text/plain': util.inspect(value) };
+  const data = { "text/plain": util.inspect(value) };
   const json = jsonValue(value);
-  if (json !== undefined) data['application/json'] = json;
-  if (value !== null && typeof value === 'object' && typeof value[DISPLAY] === 'function') {
+  if (json !== undefined) data["application/json"] = json;
+  if (value !== null && typeof value === "object" && typeof value[DISPLAY] === "function") {
     Object.assign(data, value[DISPLAY]());
   }
   return data;
 }
 
 function base64(data) {
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
-  return String(data).replace(/\s+/g, '');
+  if (ArrayBuffer.isView(data))
+    return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
+  return String(data).replace(/\s+/g, "");
 }
 
 function makeDisplay() {
-  const show = (data) => frame({ type: 'display', data, metadata: {} });
+  const show = (data) => frame({ type: "display", data, metadata: {} });
   const display = (value) => void show(bundle(value));
   display.mime = (type, data) => void show({ [type]: data });
-  display.html = (html) => display.mime('text/html', String(html));
-  display.markdown = (md) => display.mime('text/markdown', String(md));
-  display.svg = (svg) => display.mime('image/svg+xml', String(svg));
-  display.png = (png) => display.mime('image/png', base64(png));
-  display.jpeg = (jpeg) => display.mime('image/jpeg', base64(jpeg));
-  display.json = (value) => display.mime('application/json', jsonValue(value) ?? null);
+  display.html = (html) => display.mime("text/html", String(html));
+  display.markdown = (md) => display.mime("text/markdown", String(md));
+  display.svg = (svg) => display.mime("image/svg+xml", String(svg));
+  display.png = (png) => display.mime("image/png", base64(png));
+  display.jpeg = (jpeg) => display.mime("image/jpeg", base64(jpeg));
+  display.json = (value) => display.mime("application/json", jsonValue(value) ?? null);
   return display;
 }
 
 // ---- errors ---------------------------------------------------------------------------------
 
 const FRAME = /^\s*at (?:async )?(?:(.*?) \()?(<cell-\d+>):(\d+):(\d+)\)?$/;
-const positionMaps = new Map(); // cell name → (line, column) → original position (TypeScript)
 
 function cellFrames(stack) {
   const frames = [];
-  for (const text of String(stack).split('\n')) {
+  for (const text of String(stack).split("\n")) {
     const m = FRAME.exec(text);
     if (!m) continue;
     const map = positionMaps.get(m[2]);
-    const pos = map ? map(Number(m[3]), Number(m[4])) : { line: Number(m[3]), column: Number(m[4]) };
+    const pos = map
+      ? map(Number(m[3]), Number(m[4]))
+      : { line: Number(m[3]), column: Number(m[4]) };
     frames.push({ fn: m[1], cell: m[2], ...pos });
   }
   return frames; // innermost first, as V8 lists them
@@ -398,23 +487,33 @@ function errorFrame(e, cell) {
   if (e instanceof CellError) {
     const map = positionMaps.get(cell);
     const pos = map && e.line ? map(e.line, e.column || 1) : { line: e.line, column: e.column };
-    return { type: 'error', name: e.name, message: e.message, line: pos.line, column: pos.column, traceback: [] };
+    return {
+      type: "error",
+      name: e.name,
+      message: e.message,
+      line: pos.line,
+      column: pos.column,
+      traceback: [],
+    };
   }
-  const isError = util.types.isNativeError(e) || (e !== null && typeof e === 'object' && typeof e.stack === 'string');
+  const isError =
+    util.types.isNativeError(e) ||
+    (e !== null && typeof e === "object" && typeof e.stack === "string");
   const frames = isError ? cellFrames(e.stack) : [];
   const here = frames.find((f) => f.cell === cell);
   return {
-    type: 'error',
-    name: isError ? String(e.name) : 'Uncaught',
+    type: "error",
+    name: isError ? String(e.name) : "Uncaught",
     message: isError ? String(e.message) : util.inspect(e),
     line: here ? here.line : null,
     column: here ? here.column : null,
-    traceback: frames.reverse().map((f) => `at ${f.fn ? f.fn + ' (' : ''}${f.cell}:${f.line}:${f.column}${f.fn ? ')' : ''}`),
+    traceback: frames
+      .reverse()
+      .map((f) => `at ${f.fn ? f.fn + " (" : ""}${f.cell}:${f.line}:${f.column}${f.fn ? ")" : ""}`),
   };
 }
 
-// ---- the driver -----------------------------------------------------------------------------
-
+// ---- interrupts -----------------------------------------------------------------------------
 
 // The host interrupts with SIGINT. vm's breakOnSigint stops synchronous code, but around each
 // run it swaps Node's SIGINT handlers when process.on('SIGINT') has listeners, and a SIGINT in
@@ -426,13 +525,13 @@ function watchSigint() {
   const emitWarning = process.emitWarning;
   try {
     process.emitWarning = () => {}; // process.binding is deprecated (still there in Node 22)
-    const { startSigintWatchdog: start, stopSigintWatchdog: stop } = process.binding('contextify');
+    const { startSigintWatchdog: start, stopSigintWatchdog: stop } = process.binding("contextify");
     start();
     // A nested start/stop reads and clears the pending flag; the first start keeps it running.
     takeSigint = () => (start(), stop());
   } catch {
     let pending = false;
-    process.on('SIGINT', () => (pending = true));
+    process.on("SIGINT", () => (pending = true));
     takeSigint = () => {
       const was = pending;
       pending = false;
@@ -443,20 +542,27 @@ function watchSigint() {
   }
 }
 
-const isThenable = (v) => v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
-const INTERRUPTED = Symbol('interrupted');
+// ---- the driver -----------------------------------------------------------------------------
+
+const isThenable = (v) =>
+  v !== null && (typeof v === "object" || typeof v === "function") && typeof v.then === "function";
+const INTERRUPTED = Symbol("interrupted");
+// Arrows, functions, classes, methods (`name(…) {`, with a TypeScript return type or not).
+const MAY_DEFINE_FUNCTIONS = /=>|\bfunction\b|\bclass\b|\)\s*(?::[^{]*)?\{/;
 let running = false; // an execution is in progress
 let cells = 0;
 
 async function execute(cmd, lang) {
   const cell = `<cell-${++cells}>`;
-  let status = 'ok';
+  const code = String(cmd.code ?? "");
+  let status = "ok";
   running = true;
   try {
-    const scripts = prepare(String(cmd.code ?? ''), cell, lang);
+    const scripts = prepare(code, cell, lang);
     takeSigint(); // one that arrived while idle is not for this cell
     let value;
-    for (const script of scripts) value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
+    for (const script of scripts)
+      value = script.runInThisContext({ breakOnSigint: true, displayErrors: false });
     if (isThenable(value)) {
       // Polling also keeps Node's event loop alive: with a promise that never settles and
       // nothing else to wait for, Node would exit.
@@ -471,23 +577,32 @@ async function execute(cmd, lang) {
         clearInterval(poll);
       }
     }
-    if (value !== undefined) frame({ type: 'result', data: bundle(value) });
+    if (value !== undefined) frame({ type: "result", data: bundle(value) });
   } catch (e) {
-    if (e === INTERRUPTED || (e && e.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED')) {
-      status = 'interrupted';
-      frame({ type: 'error', name: 'Interrupted', message: 'Script execution was interrupted by SIGINT', line: null, column: null, traceback: [] });
+    if (e === INTERRUPTED || (e && e.code === "ERR_SCRIPT_EXECUTION_INTERRUPTED")) {
+      status = "interrupted";
+      frame({
+        type: "error",
+        name: "Interrupted",
+        message: "Script execution was interrupted by SIGINT",
+        line: null,
+        column: null,
+        traceback: [],
+      });
     } else {
-      status = 'error';
+      status = "error";
       frame(errorFrame(e, cell));
     }
   } finally {
     running = false;
   }
-  frame({ type: 'done', id: cmd.id, status });
+  // A cell's position map is needed later only if functions it defined can throw then.
+  if (!MAY_DEFINE_FUNCTIONS.test(code)) positionMaps.delete(cell);
+  frame({ type: "done", id: cmd.id, status });
 }
 
-// Resolves `a.b.c` to its value (getters run, calls never do); undefined if it does not resolve.
-const IDENT = '[\\p{ID_Start}$_][\\p{ID_Continue}$\\u200c\\u200d]*';
+// Resolves `a.b.c` to { value } (getters run, calls never do); null if it does not resolve.
+const IDENT = "[\\p{ID_Start}$_][\\p{ID_Continue}$\\u200c\\u200d]*";
 function resolvePath(path) {
   const [first, ...rest] = path.split(/\s*\??\.\s*/u);
   try {
@@ -507,15 +622,21 @@ function propertyNames(obj) {
   return names;
 }
 
-const KEYWORDS = ('await break case catch class const continue debugger default delete do else export extends ' +
-  'false finally for function if import in instanceof let new null return static super switch this throw true ' +
-  'try typeof undefined var void while with yield async of').split(' ');
+const KEYWORDS = (
+  "await break case catch class const continue debugger default delete do else export extends " +
+  "false finally for function if import in instanceof let new null return static super switch this throw true " +
+  "try typeof undefined var void while with yield async of"
+).split(" ");
 
-function complete(code, cursor) {
-  const before = Array.from(code).slice(0, cursor).join('');
-  const word = new RegExp(`(?:${IDENT})?$`, 'u').exec(before)[0];
+function complete(code, at) {
+  const chars = Array.from(code);
+  const cursor = Math.max(0, Math.min(at, chars.length)) || 0;
+  const before = chars.slice(0, cursor).join("");
+  const word = new RegExp(`(?:${IDENT})?$`, "u").exec(before)[0];
   const head = before.slice(0, before.length - word.length);
-  const member = new RegExp(`(${IDENT}(?:\\s*\\??\\.\\s*${IDENT})*)\\s*\\??\\.\\s*$`, 'u').exec(head);
+  const member = new RegExp(`(${IDENT}(?:\\s*\\??\\.\\s*${IDENT})*)\\s*\\??\\.\\s*$`, "u").exec(
+    head,
+  );
   let names;
   if (member) {
     const found = resolvePath(member[1]);
@@ -527,33 +648,38 @@ function complete(code, cursor) {
     for (const n of lexicalNames) names.add(n);
     for (const n of KEYWORDS) names.add(n);
   }
-  const ident = new RegExp(`^${IDENT}$`, 'u');
+  const ident = new RegExp(`^${IDENT}$`, "u");
   const matches = [...names].filter((n) => n.startsWith(word) && ident.test(n)).sort();
   return { matches, cursor_start: cursor - Array.from(word).length, cursor_end: cursor };
 }
 
 function inspectAt(code, cursor) {
   const chars = Array.from(code);
-  const tail = new RegExp(`^(?:${IDENT.replace('[\\p{ID_Start}$_]', '')})`, 'u').exec(chars.slice(cursor).join(''))[0];
-  const path = new RegExp(`${IDENT}(?:\\s*\\??\\.\\s*${IDENT})*$`, 'u').exec(chars.slice(0, cursor).join('') + tail);
+  const tail = new RegExp(`^(?:${IDENT.replace("[\\p{ID_Start}$_]", "")})`, "u").exec(
+    chars.slice(cursor).join(""),
+  )[0];
+  const path = new RegExp(`${IDENT}(?:\\s*\\??\\.\\s*${IDENT})*$`, "u").exec(
+    chars.slice(0, cursor).join("") + tail,
+  );
   const found = path && resolvePath(path[0]);
   if (!found) return { found: false, data: {} };
-  return { found: true, data: { 'text/plain': util.inspect(found.value) } };
+  return { found: true, data: { "text/plain": util.inspect(found.value) } };
 }
 
 function isCompleteJs(code) {
   try {
     acorn.parse(code, ACORN);
-    return 'complete';
+    return "complete";
   } catch (e) {
-    if (/Unterminated (template|comment)/.test(e.message) || e.pos >= code.trimEnd().length) return 'incomplete';
-    return 'invalid';
+    if (/Unterminated (template|comment)/.test(e.message) || e.pos >= code.trimEnd().length)
+      return "incomplete";
+    return "invalid";
   }
 }
 
 function nextIndent(code) {
-  const lastLine = code.split('\n').pop();
-  return /^\s*/.exec(lastLine)[0] + (/[{([]\s*$/.test(lastLine) ? '  ' : '');
+  const lastLine = code.trimEnd().split("\n").pop();
+  return /^\s*/.exec(lastLine)[0] + (/[{([]\s*$/.test(lastLine) ? "  " : "");
 }
 
 // lang: what a language built on this driver changes (languages/typescript/driver.js):
@@ -561,39 +687,55 @@ function nextIndent(code) {
 //   isComplete(code) → 'complete' | 'incomplete' | 'invalid'.
 function start(lang = {}) {
   cmdFd = reopen(0, fs.constants.O_RDONLY);
-  if (cmdFd !== 0) fs.openSync('/dev/null', 'r'); // the lowest free descriptor: 0
+  if (cmdFd !== 0) fs.openSync("/dev/null", "r"); // the lowest free descriptor: 0
   frameFd = reopen(3, fs.constants.O_WRONLY);
 
   const stdout = syncStream(1);
   const stderr = syncStream(2);
-  Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stdout });
-  Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => stderr });
+  Object.defineProperty(process, "stdout", {
+    configurable: true,
+    enumerable: true,
+    get: () => stdout,
+  });
+  Object.defineProperty(process, "stderr", {
+    configurable: true,
+    enumerable: true,
+    get: () => stderr,
+  });
   const display = makeDisplay();
-  const input = (prompt = '') => {
-    if (!running) throw new Error('input() is only available while a cell runs');
-    frame({ type: 'input_request', prompt: String(prompt), password: false });
+  const input = (prompt = "") => {
+    if (!running) throw new Error("input() is only available while a cell runs");
+    frame({ type: "input_request", prompt: String(prompt), password: false });
     const reply = nextInputReply();
-    return !reply || reply.eof ? null : String(reply.value ?? '');
+    return !reply || reply.eof ? null : String(reply.value ?? "");
   };
   const globals = {
     console: new Console({ stdout, stderr, colorMode: false }),
-    require: createRequire(process.cwd() + '/'),
+    require: createRequire(process.cwd() + "/"),
     display,
     input,
     prompt: input,
   };
   for (const [name, value] of Object.entries(globals)) {
-    Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(globalThis, name, {
+      value,
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
   }
 
   watchSigint();
   // Background callbacks from earlier cells must not take the session down.
-  process.on('uncaughtException', (e) => writeAll(2, `Uncaught ${util.inspect(e)}\n`));
-  process.on('unhandledRejection', (e) => writeAll(2, `Uncaught (in promise) ${util.inspect(e)}\n`));
-  // Dynamic import() in cells uses Node's own loader; its one-time experimental warning is noise.
+  process.on("uncaughtException", (e) => writeAll(2, `Uncaught ${util.inspect(e)}\n`));
+  process.on("unhandledRejection", (e) =>
+    writeAll(2, `Uncaught (in promise) ${util.inspect(e)}\n`),
+  );
+  // Dynamic import() in cells uses Node's own loader; its one-time experimental warning (at the
+  // first import) is noise.
   const emitWarning = process.emitWarning;
   process.emitWarning = () => {};
-  compile('0', '<warm-up>');
+  compile('import("node:fs")', "<warm-up>").runInThisContext();
   process.emitWarning = emitWarning;
 
   let busy = false;
@@ -602,29 +744,39 @@ function start(lang = {}) {
     const cmd = parseCommand(line);
     const reply = (type, fields) => frame({ type, id: cmd.id, ...fields });
     switch (cmd && cmd.type) {
-      case 'execute':
+      case "execute":
         busy = true;
         execute(cmd, lang).finally(() => {
           busy = false;
           pump();
         });
         break;
-      case 'complete':
-        reply('complete_reply', complete(String(cmd.code ?? ''), Number(cmd.cursor_pos ?? Array.from(String(cmd.code ?? '')).length)));
-        break;
-      case 'is_complete': {
-        const code = String(cmd.code ?? '');
-        const status = (lang.isComplete || isCompleteJs)(code);
-        reply('is_complete_reply', { status, indent: status === 'incomplete' ? nextIndent(code) : '' });
+      case "complete": {
+        const code = String(cmd.code ?? "");
+        reply("complete_reply", complete(code, Number(cmd.cursor_pos ?? Array.from(code).length)));
         break;
       }
-      case 'inspect':
-        reply('inspect_reply', inspectAt(String(cmd.code ?? ''), Number(cmd.cursor_pos ?? 0)));
+      case "is_complete": {
+        const code = String(cmd.code ?? "");
+        const status = (lang.isComplete || isCompleteJs)(code);
+        reply("is_complete_reply", {
+          status,
+          indent: status === "incomplete" ? nextIndent(code) : "",
+        });
         break;
-      case 'input_reply':
+      }
+      case "inspect":
+        reply("inspect_reply", inspectAt(String(cmd.code ?? ""), Number(cmd.cursor_pos ?? 0)));
+        break;
+      case "input_reply":
         break; // an answer that arrived after its cell was interrupted
       default:
-        frame({ type: 'protocol_error', message: cmd ? `unknown command ${JSON.stringify(cmd.type)}` : 'command is not a JSON object' });
+        frame({
+          type: "protocol_error",
+          message: cmd
+            ? `unknown command ${JSON.stringify(cmd.type)}`
+            : "command is not a JSON object",
+        });
     }
   };
   // Commands are read asynchronously (on libuv's thread pool) so that timers and promises of
@@ -636,7 +788,7 @@ function start(lang = {}) {
     reading = true;
     fs.read(cmdFd, readBuf, 0, readBuf.length, null, (err, n) => {
       reading = false;
-      if (err && err.code !== 'EINTR' && err.code !== 'EAGAIN') {
+      if (err && err.code !== "EINTR" && err.code !== "EAGAIN") {
         writeAll(2, `polyrun session driver: reading commands: ${err.message}\n`);
         process.exit(1);
       }
@@ -645,7 +797,7 @@ function start(lang = {}) {
       pump();
     });
   };
-  frame({ type: 'ready' });
+  frame({ type: "ready" });
   pump();
 }
 

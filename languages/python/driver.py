@@ -5,28 +5,109 @@ expression's value (unless None or the line ends in ';') becomes the `result`. V
 IPython-style MIME bundles (_repr_html_ & co., _repr_mimebundle_, matplotlib figures as PNG);
 open pyplot figures are displayed and closed after every execution and on plt.show().
 
-Everything the driver needs is imported here, before the user's cwd is on sys.path, so a user's
-json.py cannot replace the driver's json; later imports go through _import().
+An idle session should cost little memory (start.py, which starts the driver, is about that
+too). Python runs with -S: _site() does site's work, deferring what an idle session does not
+need. The driver imports only built-in and small modules at start-up: _ast, _json and _signal
+stand in for ast, json and signal, whose imports (re, enum, tokenize) would add about 2 MB.
+Those imports happen before the user's cwd is on sys.path, so a user's os.py cannot replace the
+driver's; later ones go through _import(), and the modules the driver patches (_PATCHES) are
+patched when the user's code imports them.
 """
 
 import __future__
+import _ast
+import _frozen_importlib_external
+import _json
+import _signal
 import _thread
-import ast
 import atexit
 import binascii
 import builtins
-import codeop
-import getpass
 import io
 import itertools
-import json
-import keyword
-import linecache
 import os
-import re
-import signal
+import site
 import sys
 import types
+
+
+class _NamespacePackages:
+    """The deferred *-nspkg.pth files. Each of their lines makes a package, *('mpl_toolkits',),
+    a module created from its spec in the site directory without running its __init__.py
+    (mpl_toolkits' would import pkg_resources); find_spec does that on the first import."""
+
+    def __init__(self):
+        self.dirs = {}  # package -> its folders, in the order site would have run the files
+
+    def defer(self, sitedir, name):
+        """Takes on the .pth file; False when it is not in the expected form."""
+        found = []
+        try:
+            with open(os.path.join(sitedir, name), encoding="locale") as f:
+                for line in f:
+                    if line.startswith("#") or not line.strip():
+                        continue
+                    start = line.find("*(")
+                    end = line.find(")", start)
+                    if not line.startswith("import") or start < 0 or end < 0:
+                        return False
+                    parts = [p.strip().strip("'\"") for p in line[start + 2 : end].split(",")]
+                    found.append([p for p in parts if p])
+        except (OSError, ValueError):
+            return False
+        for parts in found:
+            self.dirs.setdefault(".".join(parts), []).append(os.path.join(sitedir, *parts))
+        return True
+
+    def find_spec(self, name, path, target=None):
+        dirs = self.dirs.get(name)
+        if dirs is None:
+            return None
+        finder = _frozen_importlib_external.PathFinder
+        spec = finder.find_spec(name, [os.path.dirname(dirs[0])])
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+
+        def add_dirs(module):  # instead of running __init__.py
+            module.__path__.extend(d for d in dirs if d not in module.__path__)
+
+        spec.loader.exec_module = add_dirs
+        return spec
+
+
+def _site():
+    """What site.main() does at start-up without -S, with the user site off (-s), except that
+    *-nspkg.pth files are deferred: running them imports importlib.util, most of a megabyte."""
+    folder = sys.path.pop(0)
+    deferred = _NamespacePackages()
+    site.ENABLE_USER_SITE = site.check_enableusersite()
+    known = site.removeduppaths()
+    for sitedir in site.getsitepackages():
+        if not os.path.isdir(sitedir):
+            continue
+        sitedir, case = site.makepath(sitedir)
+        if case not in known:
+            sys.path.append(sitedir)
+            known.add(case)
+        try:
+            names = sorted(n for n in os.listdir(sitedir) if n.endswith(".pth") and n[:1] != ".")
+        except OSError:
+            continue
+        for name in names:
+            if not (name.endswith("-nspkg.pth") and deferred.defer(sitedir, name)):
+                site.addpackage(sitedir, name, known)
+    if deferred.dirs:
+        sys.meta_path.insert(0, deferred)
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+    site.enablerlcompleter()
+    site.execsitecustomize()
+    sys.path.insert(0, folder)
+
+
+if sys.flags.no_site:  # as start.py runs the driver; `python3 -s driver.py` works as well
+    _site()
 
 FRAME_LIMIT = 32 << 20  # the host ends the session on a longer frame line
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
@@ -73,11 +154,40 @@ def _flush_std():
             pass
 
 
+class _Decoding:
+    """json.JSONDecoder's defaults, for _json's scanner (json itself would import re)."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"-Infinity": -float("inf"), "Infinity": float("inf"), "NaN": float("nan")}
+    parse_constant = parse_constant.__getitem__
+
+
+_scan = _json.make_scanner(_Decoding())
+
+
+def _loads(line):
+    """json.loads for a UTF-8 line; ValueError or StopIteration when it is not one value."""
+    text = line.decode("utf-8", "surrogatepass")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    value, end = _scan(text, start)
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError("extra data")
+    return value
+
+
+def _dumps(frame):
+    """json.dumps(frame, ensure_ascii=False, default=str) with a fresh circularity memo."""
+    encode = _json.make_encoder({}, str, _json.encode_basestring, None, ": ", ", ", 0, 0, 1)
+    return "".join(encode(frame, 0))  # (markers, default, ..., sort_keys, skipkeys, allow_nan)
+
+
 def send(frame):
     """Writes one frame after the user's buffered output (the ordering rule). User threads may
     call display() too: the lock keeps frames whole; only the main thread defers interrupts."""
     global _holding, _pending
-    line = (json.dumps(frame, ensure_ascii=False, default=str) + "\n").encode("utf-8", "replace")
+    line = (_dumps(frame) + "\n").encode("utf-8", "replace")
     if len(line) > FRAME_LIMIT:
         line = _shrink(frame, len(line))
     _flush_std()
@@ -104,7 +214,7 @@ def _shrink(frame, size):
         frame = dict(frame, data={"text/plain": note})
     else:  # errors are capped when built; anything else this large is a driver bug
         frame = {"type": "protocol_error", "message": note}
-    return (json.dumps(frame) + "\n").encode()
+    return (_dumps(frame) + "\n").encode("utf-8", "replace")
 
 
 class _Commands:
@@ -141,8 +251,8 @@ def _next_command():
         if line is None:
             return None
         try:
-            msg = json.loads(line)
-        except ValueError:
+            msg = _loads(line)
+        except Exception:  # ValueError, StopIteration; _json imports json.decoder on some errors
             send({"type": "protocol_error", "message": "a command is not a JSON line"})
             continue
         if isinstance(msg, dict):
@@ -347,12 +457,38 @@ def _show_figures(*args, **kwargs):
     plt.close("all")
 
 
-class _PyplotHook:
-    """Replaces matplotlib.pyplot.show once the user imports pyplot: importing matplotlib at
-    start-up would cost a third of a second in every session that never plots."""
+# ---- modules the driver patches when the user imports them ----------------------------------
+
+
+def _patched_pyplot(module):
+    module.show = _show_figures
+
+
+def _patched_getpass(module):
+    module.getpass = _getpass
+
+
+def _patched_linecache(module):
+    cache = getattr(module, "cache", None)
+    if isinstance(cache, dict):
+        cache.update(_cells)
+
+
+# Importing them at start-up would cost memory (linecache imports re) or, for pyplot, a third
+# of a second in every session that never plots.
+_PATCHES = {
+    "matplotlib.pyplot": _patched_pyplot,
+    "getpass": _patched_getpass,
+    "linecache": _patched_linecache,
+}
+
+
+class _ImportHook:
+    """Patches the modules in _PATCHES when they are imported."""
 
     def find_spec(self, name, path, target=None):
-        if name != "matplotlib.pyplot":
+        patch = _PATCHES.get(name)
+        if patch is None:
             return None
         for finder in sys.meta_path:
             spec = None if finder is self else finder.find_spec(name, path, target)
@@ -364,7 +500,7 @@ class _PyplotHook:
 
         def exec_and_patch(module):
             exec_module(module)
-            module.show = _show_figures
+            patch(module)
 
         spec.loader.exec_module = exec_and_patch
         return spec
@@ -377,8 +513,24 @@ _user.__builtins__ = builtins
 _ns = _user.__dict__
 _driver = sys.modules["__main__"]  # keeps this module (and its globals) alive
 _count = 0
+_cells = {}  # filename -> the cell's linecache entry
 _future = 0  # __future__ features a cell turned on stay on, as in the REPL
 _loop = None
+
+
+def _remember(filename, code):
+    """Keeps a cell's source for error frames and, as linecache entries, for tracebacks and
+    warnings the user's code prints."""
+    entry = _cells[filename] = (len(code), None, code.splitlines(True), filename)
+    cache = getattr(sys.modules.get("linecache"), "cache", None)
+    if isinstance(cache, dict):
+        cache[filename] = entry
+
+
+def _cell_line(filename, lineno):
+    """linecache.getline for a cell."""
+    lines = _cells.get(filename, (0, None, []))[2]
+    return lines[lineno - 1] if 1 <= lineno <= len(lines) else ""
 
 
 def _exc_name(cls):
@@ -395,7 +547,7 @@ def _column(code, lasti, line):
     pos = next(itertools.islice(code.co_positions(), max(lasti, 0) // 2, None), None)
     if not pos or pos[0] != line or pos[2] is None:
         return None
-    source = linecache.getline(code.co_filename, line)
+    source = _cell_line(code.co_filename, line)
     return len(source.encode()[: pos[2]].decode("utf-8", "ignore")) + 1
 
 
@@ -420,7 +572,7 @@ def _error_frame(e, filename):
                 last, repeats = where, 0
             if repeats <= 2:
                 trace.append(f'File "{where[0]}", line {where[1]}, in {where[2]}')
-                source = linecache.getline(where[0], where[1] or 0).strip()
+                source = _cell_line(where[0], where[1] or 0).strip()
                 if source:
                     trace.append("    " + _cap(source, 1000))
             if code.co_filename == filename:
@@ -448,7 +600,7 @@ def _error_frame(e, filename):
 def _syntax_error_frame(e):
     """The error frame for a cell that does not compile: positions come from the exception."""
     trace = [f'File "{e.filename}", line {e.lineno}']
-    text = (e.text or linecache.getline(e.filename or "", e.lineno or 0)).rstrip("\n")
+    text = (e.text or _cell_line(e.filename, e.lineno or 0)).rstrip("\n")
     if text.strip():
         indent = len(text) - len(text.lstrip())
         trace.append("    " + _cap(text.strip(), 1000))
@@ -489,15 +641,15 @@ def _run(code):
 def _run_cell(code, filename):
     """Compiles and runs one cell, sending result and error frames; returns the status."""
     global _future
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    _remember(filename, code)
     try:
-        tree = ast.parse(code, filename)
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        flags = _future | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        tree = compile(code, filename, "exec", _ast.PyCF_ONLY_AST)  # ast.parse(code, filename)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], _ast.Expr) else None
+        flags = _future | _ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         body = compile(tree, filename, "exec", flags, True)
         expr = None
         if last is not None:
-            expr = compile(ast.Expression(last.value), filename, "eval", flags, True)
+            expr = compile(_ast.Expression(last.value), filename, "eval", flags, True)
     except SyntaxError as e:
         send(_syntax_error_frame(e))
         return "error"
@@ -518,8 +670,14 @@ def _run_cell(code, filename):
     return "ok"
 
 
+_reap_next = False  # the last cell was interrupted: its children may die only after it ended
+
+
 def execute(msg):
-    global _armed, _count, _pending
+    global _armed, _count, _pending, _reap_next
+    if _reap_next:
+        _reap_next = False
+        _reap_abandoned()
     _count += 1
     filename = f"<cell {_count}>"
     code = msg.get("code")
@@ -538,12 +696,28 @@ def execute(msg):
         frame = _error_frame(e, filename)
         send(frame)
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
+    if status == "interrupted":
+        _reap_abandoned()
+        _reap_next = True
     send({"type": "done", "id": msg.get("id"), "status": status})
+
+
+def _reap_abandoned():
+    """Children an interrupted cell forked and never waited for (os.fork, a fork bomb) stay
+    zombies of the driver and hold the session's process slots: reap the dead ones. A live
+    subprocess.Popen of the user's keeps its child (only exited children are collected, and
+    Popen.wait then reports the exit as 0, as for any child reaped elsewhere)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 # ---- completion, is_complete, inspect ------------------------------------------------------
 
-_NAME_AT_END = re.compile(r"((?:[^\W\d]\w*\.)*)(\w*)$")
 _DEDENTERS = ("return", "pass", "break", "continue", "raise")
 
 
@@ -558,7 +732,7 @@ def _resolve(dotted):
 
 
 def _completions(code, pos):
-    match = _NAME_AT_END.search(code[:pos])
+    match = _import("re").search(r"((?:[^\W\d]\w*\.)*)(\w*)$", code[:pos])
     start = pos - len(match.group(2))
     if match.start() > 0 and code[match.start() - 1] == ".":  # e.g. f().x: not a plain name
         return [], start
@@ -569,6 +743,7 @@ def _completions(code, pos):
         except Exception:
             return [], start
     else:
+        keyword = _import("keyword")
         names = [*keyword.kwlist, *keyword.softkwlist, *_ns, *dir(builtins)]
     # rlcompleter's rule: _names only after "_", __names only after "__"
     hidden = "_" if not prefix else "__" if prefix == "_" else None
@@ -609,7 +784,7 @@ def _is_complete(code):
     if not code.strip():
         return "complete", ""
     try:
-        compiled = codeop.compile_command(code, "<cell>", "exec")
+        compiled = _import("codeop").compile_command(code, "<cell>", "exec")
     except (SyntaxError, ValueError, OverflowError):
         return "invalid", ""
     lines = code.split("\n")
@@ -631,6 +806,7 @@ def is_complete(msg):
 
 
 def _inspect_text(code, pos):
+    re = _import("re")
     left = re.search(r"[\w.]*$", code[:pos]).group()
     name = (left + re.match(r"\w*", code[pos:]).group()).strip(".")
     if not name:  # the cursor inside a call: f(|
@@ -685,10 +861,12 @@ def main():
     sys.stdin = _Stdin()
     builtins.input = _input
     builtins.display = display
-    getpass.getpass = _getpass
-    sys.meta_path.insert(0, _PyplotHook())
+    for name, patch in _PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    sys.meta_path.insert(0, _ImportHook())
     sys.modules["__main__"] = _user
-    signal.signal(signal.SIGINT, _on_sigint)
+    _signal.signal(_signal.SIGINT, _on_sigint)
     send({"type": "ready"})
     while True:
         msg = _next_command()

@@ -11,6 +11,7 @@
 #include "cli/exit_codes.h"
 #include "engine/engine.h"
 #include "engine/execution_service.h"
+#include "engine/session_manager.h"
 #include "server/server.h"
 #include "server/server_config.h"
 #include "store/store.h"
@@ -69,6 +70,7 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
       return Fatal(ok.error().message());
     }
   }
+  if (auto ok = server::CheckSessionSettings(serve); !ok) return Fatal(ok.error().message());
   if (serve.data_dir.empty()) serve.data_dir = DefaultDataDir();
   std::string location = serve.store;
   if (location.empty()) {
@@ -88,9 +90,11 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
   so.max_running =
       serve.max_running > 0 ? serve.max_running : std::max(1u, std::thread::hardware_concurrency());
   so.max_queued = serve.max_queued;
+  // Declared before the service, so destroyed after it: the service's runner uses it.
+  engine::SessionManager sessions(eng, store->get(), serve.sessions);
   engine::ExecutionService service(
-      [&eng](const engine::ExecutionRequest& r, const engine::EventSink& sink) {
-        return eng.Run(r, sink);
+      [&eng, &sessions](const engine::ExecutionRequest& r, const engine::EventSink& sink) {
+        return r.session_id.empty() ? eng.Run(r, sink) : sessions.Execute(r, sink);
       },
       **store, so);
   auto recovered = service.RecoverInterrupted();
@@ -102,13 +106,15 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
   }
 
   server::ServerDeps deps{
-      service, **store,
+      service,
+      **store,
       [&languages]() -> const std::vector<engine::LanguageInfo>& { return languages; },
       [&eng](const engine::CheckRequest& r) { return eng.Check(r); },
       [&eng](const std::string& language) -> std::string {
         const auto* e = eng.registry().Find(language);
         return e && e->language ? e->language->entry : "main";
-      }};
+      },
+      &sessions};
 
   server::Server srv(serve.server, deps);
   if (auto started = srv.Start(); !started) return Fatal(started.error().message());
@@ -123,7 +129,8 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
             << ": finishing running executions (up to "
             << serve.server.shutdown_grace.count() / 1000.0 << " s), then stopping\n"
             << std::flush;
-  srv.Stop();
+  srv.Stop();  // the service, then the sessions
+  sessions.Shutdown();
   std::cout << "polyrun serve: stopped\n" << std::flush;
   return 0;
 }

@@ -521,9 +521,9 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if (!limits) return reject(limits.error().message());
   uint64_t total_bytes = 0;
   for (const auto& f : files) total_bytes += f.content.size();
-  if (total_bytes > *(*limits)[Limit::kDisk]) {
+  if (total_bytes > limits->Get(Limit::kDisk)) {
     return reject("files: " + std::to_string(total_bytes) + " bytes do not fit the disk limit of " +
-                  FormatOptionNumber(languages::DeclOf(Limit::kDisk), *(*limits)[Limit::kDisk]));
+                  FormatOptionNumber(languages::DeclOf(Limit::kDisk), limits->Get(Limit::kDisk)));
   }
   LimitSet compile_limits;
   if (lang.compile) {

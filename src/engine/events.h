@@ -39,7 +39,9 @@ struct Event {
 std::string_view EventKindName(Event::Kind kind);
 std::optional<Event::Kind> EventKindFromName(std::string_view name);
 
-// Receives events in order, on the thread running the execution.
+// Receives events in order: on the thread running the execution, or for a session execution
+// also on the session's supervising thread with the session locked, so a sink must not call
+// back into the session or block for long.
 using EventSink = std::function<void(const Event&)>;
 
 // The result is a fold of the events: applying them in order reproduces it exactly.

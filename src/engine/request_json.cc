@@ -200,9 +200,41 @@ Parsed<std::map<std::string, std::string>> LabelsFrom(const json& j) {
   return labels;
 }
 
-constexpr std::array<std::string_view, 12> kTopLevelKeys = {
-    "language", "version", "code",           "files",  "entry",   "stdin",
-    "args",     "env",     "compile_limits", "limits", "network", "labels"};
+constexpr std::array<std::string_view, 13> kTopLevelKeys = {
+    "language", "version",        "code",   "files",   "entry",  "stdin",     "args",
+    "env",      "compile_limits", "limits", "network", "labels", "session_id"};
+
+// A session's lifetime or idle timeout: milliseconds, or a duration string ("15m").
+Parsed<std::chrono::milliseconds> DurationFrom(const json& j, const std::string& field) {
+  static constexpr OptionDecl kDecl = {"duration", "",        OptionType::kDuration, "15m", "",
+                                       1,          UINT64_MAX};
+  Result<uint64_t> v = 0;
+  if (j.is_number_integer()) {
+    if (!j.is_number_unsigned() && j.get<int64_t>() < 0)
+      return Invalid(field, "must not be negative, got " + j.dump());
+    v = CheckOptionNumber(kDecl, j.get<uint64_t>());
+  } else if (j.is_string()) {
+    v = ParseOptionNumber(kDecl, j.get_ref<const std::string&>());
+  } else {
+    return Invalid(field, "expected a whole number of ms or a string such as \"15m\", " + Got(j));
+  }
+  if (!v) return Invalid(field, WithoutDeclName(v.error().message(), kDecl.name));
+  return std::chrono::milliseconds(*v);
+}
+
+std::optional<RequestError> UnknownKey(const json& body, std::span<const std::string_view> known) {
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end())
+      return Invalid(key, "unknown field (known: " + Joined(known) + ")").error();
+  }
+  return std::nullopt;
+}
+
+constexpr std::array<std::string_view, 10> kSessionKeys = {
+    "language", "version",  "limits",       "env",       "files",
+    "labels",   "lifetime", "idle_timeout", "exclusive", "network"};
+constexpr std::array<std::string_view, 4> kSessionExecuteKeys = {"code", "stdin", "limits",
+                                                                 "labels"};
 
 }  // namespace
 
@@ -260,12 +292,26 @@ std::expected<ExecutionRequest, RequestError> RequestFromJson(const json& body,
   }
   ExecutionRequest req;
 
+  if (const json* session = Optional(body, "session_id")) {
+    auto s = String(*session, "session_id");
+    if (!s) return std::unexpected(s.error());
+    if (s->empty()) return Invalid("session_id", "must not be empty");
+    req.session_id = std::move(*s);
+    // What a session's creation fixed cannot change per execution; refused rather than ignored.
+    for (const char* key : {"files", "entry", "args", "env", "compile_limits", "network"}) {
+      if (Optional(body, key) != nullptr) {
+        return Invalid(key, "not with session_id (the session's creation sets it)");
+      }
+    }
+  }
   const json* language = Optional(body, "language");
-  if (language == nullptr) return Invalid("language", "required");
-  auto lang = String(*language, "language");
-  if (!lang) return std::unexpected(lang.error());
-  if (lang->empty()) return Invalid("language", "must not be empty");
-  req.language = std::move(*lang);
+  if (language == nullptr && req.session_id.empty()) return Invalid("language", "required");
+  if (language != nullptr) {
+    auto lang = String(*language, "language");
+    if (!lang) return std::unexpected(lang.error());
+    if (lang->empty()) return Invalid("language", "must not be empty");
+    req.language = std::move(*lang);
+  }
 
   if (const json* v = Optional(body, "version")) {
     auto s = String(*v, "version");
@@ -328,6 +374,116 @@ std::expected<ExecutionRequest, RequestError> RequestFromJson(const json& body,
   if (const json* network = Optional(body, "network")) {
     if (!network->is_boolean()) return Invalid("network", "expected a boolean, " + Got(*network));
     req.network = network->get<bool>();
+  }
+  if (const json* labels = Optional(body, "labels")) {
+    auto l = LabelsFrom(*labels);
+    if (!l) return std::unexpected(l.error());
+    req.labels = std::move(*l);
+  }
+  if (auto too_large = CheckRequestCaps(req, caps)) return std::unexpected(*too_large);
+  return req;
+}
+
+std::expected<SessionCreateRequest, RequestError> ParseSessionRequest(const json& body,
+                                                                      const RequestCaps& caps) {
+  if (!body.is_object()) return Invalid("", "the request body must be a JSON object, " + Got(body));
+  if (auto bad = UnknownKey(body, kSessionKeys)) return std::unexpected(*bad);
+  SessionCreateRequest out;
+  SessionRequest& req = out.request;
+  const json* language = Optional(body, "language");
+  if (language == nullptr) return Invalid("language", "required");
+  auto lang = String(*language, "language");
+  if (!lang) return std::unexpected(lang.error());
+  if (lang->empty()) return Invalid("language", "must not be empty");
+  req.language = std::move(*lang);
+  if (const json* v = Optional(body, "version")) {
+    auto s = String(*v, "version");
+    if (!s) return std::unexpected(s.error());
+    req.version = std::move(*s);
+  }
+  if (const json* limits = Optional(body, "limits")) {
+    auto l = LimitsFrom(*limits, "limits");
+    if (!l) return std::unexpected(l.error());
+    req.limits = *l;
+  }
+  if (const json* env = Optional(body, "env")) {
+    auto e = EnvFrom(*env);
+    if (!e) return std::unexpected(e.error());
+    req.env = std::move(*e);
+  }
+  if (const json* files = Optional(body, "files")) {
+    auto f = FilesFrom(*files, caps);
+    if (!f) return std::unexpected(f.error());
+    req.files = std::move(*f);
+  }
+  if (const json* labels = Optional(body, "labels")) {
+    auto l = LabelsFrom(*labels);
+    if (!l) return std::unexpected(l.error());
+    req.labels = std::move(*l);
+  }
+  if (const json* lifetime = Optional(body, "lifetime")) {
+    auto d = DurationFrom(*lifetime, "lifetime");
+    if (!d) return std::unexpected(d.error());
+    req.lifetime = *d;
+  }
+  if (const json* idle = Optional(body, "idle_timeout")) {
+    auto d = DurationFrom(*idle, "idle_timeout");
+    if (!d) return std::unexpected(d.error());
+    req.idle_timeout = *d;
+  }
+  if (const json* exclusive = Optional(body, "exclusive")) {
+    auto s = String(*exclusive, "exclusive");
+    if (!s) return std::unexpected(s.error());
+    if (s->empty()) return Invalid("exclusive", "must not be empty");
+    if (!req.labels.contains(*s))
+      return Invalid("exclusive", "names no label of this session (\"" + *s + "\")");
+    out.exclusive = std::move(*s);
+  }
+  if (const json* network = Optional(body, "network")) {
+    if (!network->is_boolean()) return Invalid("network", "expected a boolean, " + Got(*network));
+    req.network = network->get<bool>();
+  }
+  // The same caps as an execution's, over the parts a session has.
+  ExecutionRequest caps_view;
+  caps_view.files = req.files;
+  caps_view.env = req.env;
+  caps_view.labels = req.labels;
+  if (auto too_large = CheckRequestCaps(caps_view, caps)) return std::unexpected(*too_large);
+  return out;
+}
+
+std::expected<ExecutionRequest, RequestError> SessionExecutionFromJson(
+    const json& body, const std::string& session_id, const RequestCaps& caps) {
+  if (!body.is_object()) return Invalid("", "the request body must be a JSON object, " + Got(body));
+  if (auto bad = UnknownKey(body, kSessionExecuteKeys)) return std::unexpected(*bad);
+  ExecutionRequest req;
+  req.session_id = session_id;
+  const json* code = Optional(body, "code");
+  if (code == nullptr) return Invalid("code", "required");
+  auto c = String(*code, "code");
+  if (!c) return std::unexpected(c.error());
+  if (c->empty()) return Invalid("code", "must not be empty");
+  req.code = std::move(*c);
+  if (const json* stdin_json = Optional(body, "stdin")) {
+    auto s = String(*stdin_json, "stdin");
+    if (!s) return std::unexpected(s.error());
+    req.stdin_data = std::move(*s);
+  }
+  if (const json* limits = Optional(body, "limits")) {
+    auto l = LimitsFrom(*limits, "limits");
+    if (!l) return std::unexpected(l.error());
+    for (size_t i = 0; i < languages::kLimitCount; ++i) {
+      const auto limit = static_cast<Limit>(i);
+      if (limit == Limit::kWallTime || limit == Limit::kCpuTime || limit == Limit::kOutput) {
+        continue;
+      }
+      if (l->values[i].has_value()) {
+        return Invalid("limits." + std::string(languages::DeclOf(limit).name),
+                       "set for the whole session when it is created (per execution: wall_time, "
+                       "cpu_time, output)");
+      }
+    }
+    req.limits = *l;
   }
   if (const json* labels = Optional(body, "labels")) {
     auto l = LabelsFrom(*labels);

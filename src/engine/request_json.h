@@ -20,8 +20,13 @@
 //     "limits": {"wall_time": "5s", "memory": 268435456, …},   // see below
 //     "compile_limits": {…},                // the same keys, for the compile stage
 //     "network": false,                     // ask for network access (the operator decides)
-//     "labels": {"artifact_id": "…"}        // free-form string → string, kept with the result
+//     "labels": {"artifact_id": "…"},       // free-form string → string, kept with the result
+//     "session_id": "se_…"                  // run `code` in this live session (see below)
 //   }
+//
+// With `session_id`, `code` runs in that session: `language` may be left out (the session's),
+// and files, entry, args, env, compile_limits and network are refused (they belong to the
+// session's creation, ParseSessionRequest).
 //
 // Limits are wall_time, cpu_time, memory, processes, output, file_size, open_files and disk
 // (docs/options.md). A number is in base units — milliseconds, bytes or a count; a string
@@ -41,6 +46,7 @@
 #include <string>
 
 #include "engine/request.h"
+#include "engine/session.h"
 
 namespace polyrun::engine {
 
@@ -76,6 +82,28 @@ std::expected<ExecutionRequest, RequestError> RequestFromJson(const nlohmann::js
 // wire formats (Piston) that build an ExecutionRequest themselves apply it too.
 std::optional<RequestError> CheckRequestCaps(const ExecutionRequest& request,
                                              const RequestCaps& caps);
+
+// The body of POST /v1/sessions (docs/api.md):
+//
+//   {"language": "python", "version": "3.11", "limits": {…}, "env": {…}, "files": [{…}],
+//    "labels": {…}, "lifetime": "1h" | ms, "idle_timeout": "15m" | ms,
+//    "exclusive": "<label name>", "network": false}
+//
+// `language` is required; the rest have the same shapes and rules as in an execution request.
+// `exclusive` names one of the session's labels that no other live session may hold with the
+// same value. Errors are RequestError, as RequestFromJson's.
+struct SessionCreateRequest {
+  SessionRequest request;
+  std::string exclusive;
+};
+std::expected<SessionCreateRequest, RequestError> ParseSessionRequest(const nlohmann::json& body,
+                                                                      const RequestCaps& caps);
+
+// The body of POST /v1/sessions/{id}/execute: {"code", "stdin"?, "limits"?, "labels"?}, as an
+// ExecutionRequest with session_id = `session_id` (the language is left for the caller to set).
+// Per-execution limits are wall_time, cpu_time and output only; the others are the session's.
+std::expected<ExecutionRequest, RequestError> SessionExecutionFromJson(
+    const nlohmann::json& body, const std::string& session_id, const RequestCaps& caps);
 
 // {"error": {"code", "field", "message"}}
 nlohmann::json ToJson(const RequestError& e);

@@ -416,5 +416,168 @@ TEST(RequestErrorJson, Shape) {
                                        "message": "code: expected a string, got number"}})"));
 }
 
+// ---- session_id in an execution request -------------------------------------------------------
+
+TEST(RequestFromJson, SessionIdRunsCodeWithoutALanguage) {
+  auto r = Parse({{"session_id", "se_1"}, {"code", "x + 1"}, {"stdin", "a\n"}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->session_id, "se_1");
+  EXPECT_EQ(r->language, "");
+  EXPECT_EQ(r->code, "x + 1");
+  EXPECT_EQ(r->stdin_data, "a\n");
+  auto with_language = Parse({{"session_id", "se_1"}, {"language", "python"}, {"code", "1"}});
+  ASSERT_TRUE(with_language);
+  EXPECT_EQ(with_language->language, "python");
+  // Null is left out: the language is required again.
+  ExpectInvalid({{"session_id", nullptr}, {"code", "1"}}, "language", "language: required");
+}
+
+TEST(RequestFromJson, SessionIdRefusesWhatTheSessionFixed) {
+  ExpectInvalid({{"session_id", ""}, {"code", "1"}}, "session_id", "session_id: must not be empty");
+  ExpectInvalid({{"session_id", 7}, {"code", "1"}}, "session_id",
+                "session_id: expected a string, got number");
+  ExpectInvalid({{"session_id", "se_1"}}, "code", "code: required (or files)");
+  for (const char* key : {"files", "entry", "args", "env", "compile_limits", "network"}) {
+    json body = {{"session_id", "se_1"}, {"code", "1"}};
+    body[key] = key == std::string("network") ? json(true) : json::object();
+    ExpectInvalid(body, key,
+                  std::string(key) + ": not with session_id (the session's creation sets it)");
+  }
+}
+
+// ---- ParseSessionRequest ----------------------------------------------------------------------
+
+std::expected<SessionCreateRequest, RequestError> ParseSession(const json& body,
+                                                               const RequestCaps& caps = {}) {
+  return ParseSessionRequest(body, caps);
+}
+
+void ExpectSessionInvalid(const json& body, const std::string& field,
+                          const std::string& message_start) {
+  auto r = ParseSession(body);
+  ASSERT_FALSE(r) << body.dump();
+  EXPECT_EQ(r.error().code, "invalid_request") << body.dump();
+  EXPECT_EQ(r.error().http_status, 400);
+  EXPECT_EQ(r.error().field, field) << body.dump();
+  EXPECT_TRUE(r.error().message.starts_with(message_start)) << r.error().message;
+}
+
+TEST(ParseSessionRequest, AcceptsTheFullShape) {
+  auto r = ParseSession({{"language", "py"},
+                         {"version", "3"},
+                         {"limits", {{"memory", "128M"}, {"wall_time", 2000}}},
+                         {"env", {{"K", "V"}}},
+                         {"files", {{{"name", "data.txt"}, {"content", "abc"}}}},
+                         {"labels", {{"notebook", "n1"}}},
+                         {"lifetime", "2h"},
+                         {"idle_timeout", 60000},
+                         {"exclusive", "notebook"},
+                         {"network", false}});
+  ASSERT_TRUE(r) << r.error().message;
+  const SessionRequest& s = r->request;
+  EXPECT_EQ(s.language, "py");
+  EXPECT_EQ(s.version, "3");
+  EXPECT_EQ(s.limits[Limit::kMemory], 128u << 20);
+  EXPECT_EQ(s.limits[Limit::kWallTime], 2000u);
+  EXPECT_EQ(s.env, (std::map<std::string, std::string>{{"K", "V"}}));
+  ASSERT_EQ(s.files.size(), 1u);
+  EXPECT_EQ(s.files[0].name, "data.txt");
+  EXPECT_EQ(s.files[0].content, "abc");
+  EXPECT_EQ(s.labels, (std::map<std::string, std::string>{{"notebook", "n1"}}));
+  EXPECT_EQ(s.lifetime, std::chrono::hours(2));
+  EXPECT_EQ(s.idle_timeout, std::chrono::minutes(1));
+  EXPECT_FALSE(s.network);
+  EXPECT_EQ(r->exclusive, "notebook");
+}
+
+TEST(ParseSessionRequest, MinimalLeavesTheManagersDefaults) {
+  auto r = ParseSession({{"language", "python"}, {"lifetime", nullptr}});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->request.lifetime.count(), 0);
+  EXPECT_EQ(r->request.idle_timeout.count(), 0);
+  EXPECT_TRUE(r->request.limits.empty());
+  EXPECT_EQ(r->exclusive, "");
+}
+
+TEST(ParseSessionRequest, ErrorsNameTheField) {
+  ExpectSessionInvalid(json::array(), "", "the request body must be a JSON object");
+  ExpectSessionInvalid(json::object(), "language", "language: required");
+  ExpectSessionInvalid({{"language", ""}}, "language", "language: must not be empty");
+  ExpectSessionInvalid({{"language", "python"}, {"code", "1"}}, "code",
+                       "code: unknown field (known: language, version");
+  ExpectSessionInvalid({{"language", "python"}, {"limits", {{"memory", "lots"}}}}, "limits.memory",
+                       "limits.memory: ");
+  ExpectSessionInvalid({{"language", "python"}, {"limits", {{"bogus", 1}}}}, "limits.bogus",
+                       "limits.bogus: unknown limit");
+  ExpectSessionInvalid({{"language", "python"}, {"lifetime", "soon"}}, "lifetime", "lifetime: ");
+  ExpectSessionInvalid({{"language", "python"}, {"lifetime", 1.5}}, "lifetime",
+                       "lifetime: expected a whole number of ms");
+  ExpectSessionInvalid({{"language", "python"}, {"idle_timeout", -1}}, "idle_timeout",
+                       "idle_timeout: must not be negative");
+  ExpectSessionInvalid({{"language", "python"}, {"idle_timeout", 0}}, "idle_timeout",
+                       "idle_timeout: ");
+  ExpectSessionInvalid({{"language", "python"}, {"exclusive", "user"}}, "exclusive",
+                       "exclusive: names no label of this session");
+  ExpectSessionInvalid({{"language", "python"}, {"exclusive", 3}}, "exclusive",
+                       "exclusive: expected a string");
+  ExpectSessionInvalid({{"language", "python"}, {"network", "yes"}}, "network",
+                       "network: expected a boolean");
+  ExpectSessionInvalid({{"language", "python"}, {"files", {{{"name", "../x"}, {"content", ""}}}}},
+                       "files[0].name", "files[0].name: ");
+  ExpectSessionInvalid({{"language", "python"}, {"env", {{"A=B", "1"}}}}, "env.A=B",
+                       "env.A=B: invalid variable name");
+  ExpectSessionInvalid({{"language", "python"}, {"labels", {{"k", 1}}}}, "labels.k",
+                       "labels.k: expected a string");
+}
+
+TEST(ParseSessionRequest, CapsApply) {
+  RequestCaps caps;
+  caps.max_labels = 1;
+  auto r = ParseSession({{"language", "python"}, {"labels", {{"a", "1"}, {"b", "2"}}}}, caps);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, "too_large");
+  EXPECT_EQ(r.error().http_status, 413);
+  EXPECT_EQ(r.error().field, "labels");
+}
+
+// ---- SessionExecutionFromJson -----------------------------------------------------------------
+
+TEST(SessionExecutionFromJson, AcceptsCodeStdinLimitsLabels) {
+  auto r = SessionExecutionFromJson({{"code", "x"},
+                                     {"stdin", "a\n"},
+                                     {"limits", {{"wall_time", "1s"}, {"output", "1K"}}},
+                                     {"labels", {{"cell", "3"}}}},
+                                    "se_1", {});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->session_id, "se_1");
+  EXPECT_EQ(r->code, "x");
+  EXPECT_EQ(r->stdin_data, "a\n");
+  EXPECT_EQ(r->limits[Limit::kWallTime], 1000u);
+  EXPECT_EQ(r->limits[Limit::kOutput], 1024u);
+  EXPECT_EQ(r->labels, (std::map<std::string, std::string>{{"cell", "3"}}));
+}
+
+TEST(SessionExecutionFromJson, ErrorsNameTheField) {
+  auto refused = [](const json& body) {
+    auto r = SessionExecutionFromJson(body, "se_1", {});
+    EXPECT_FALSE(r) << body.dump();
+    return r ? RequestError{} : r.error();
+  };
+  EXPECT_EQ(refused(json::object()).message, "code: required");
+  EXPECT_EQ(refused({{"code", ""}}).message, "code: must not be empty");
+  EXPECT_EQ(refused({{"code", "1"}, {"files", json::array()}}).field, "files");
+  RequestError memory = refused({{"code", "1"}, {"limits", {{"memory", "1G"}}}});
+  EXPECT_EQ(memory.field, "limits.memory");
+  EXPECT_TRUE(memory.message.starts_with("limits.memory: set for the whole session"))
+      << memory.message;
+  EXPECT_EQ(refused({{"code", "1"}, {"limits", {{"wall_time", "x"}}}}).field, "limits.wall_time");
+  RequestCaps caps;
+  caps.max_stdin_bytes = 2;
+  auto big = SessionExecutionFromJson({{"code", "1"}, {"stdin", "abc"}}, "se_1", caps);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, "too_large");
+  EXPECT_EQ(big.error().field, "stdin");
+}
+
 }  // namespace
 }  // namespace polyrun::engine

@@ -115,6 +115,7 @@ struct Session::Turn {
   uint64_t cpu_limit_ns = 0;
   uint64_t cpu_start_ns = 0;
   std::string over;  // the limit or "cancelled" that made us interrupt it
+  bool stdout_truncated = false, stderr_truncated = false;
   bool done = false;
   std::string done_status;
   json result;
@@ -171,6 +172,14 @@ Session::~Session() {
   Close("the session was discarded");
 }
 
+void Session::DrainWake() {
+  char buf[256];
+  // Non-blocking, and called with mu_ released (the analyzer cannot see through unique_lock).
+  // NOLINTNEXTLINE(clang-analyzer-unix.BlockInCriticalSection)
+  while (::read(wake_r_.get(), buf, sizeof buf) > 0) {
+  }
+}
+
 void Session::Wake() {
   const char b = 1;
   (void)::write(wake_w_.get(), &b, 1);
@@ -223,9 +232,7 @@ Result<void> Session::Launch(milliseconds timeout) {
     pollfd p{wake_r_.get(), POLLIN, 0};
     auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
     (void)::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left)));
-    char buf[64];
-    while (::read(wake_r_.get(), buf, sizeof buf) > 0) {
-    }
+    DrainWake();
     lock.lock();
   }
   if (raw->ready) return {};
@@ -261,10 +268,13 @@ void Session::OnOutput(Driver& d, sandbox::Stream stream, std::string_view chunk
     t.rec->Emit(stream == sandbox::Stream::kStdout ? Event::Kind::kStdout : Event::Kind::kStderr,
                 nullptr, std::string(kept));
   }
-  if (kept.size() < chunk.size() && t.over.empty()) {
-    t.over = "output";
-    Signal(SIGINT);
-    Wake();
+  if (kept.size() < chunk.size()) {
+    (stream == sandbox::Stream::kStdout ? t.stdout_truncated : t.stderr_truncated) = true;
+    if (t.over.empty()) {
+      t.over = "output";
+      Signal(SIGINT);
+      Wake();
+    }
   }
 }
 
@@ -275,7 +285,12 @@ void Session::OnFrames(Driver& d, std::string_view bytes) {
     if (driver_.get() != &d) return;
     d.frame_buf.append(bytes);
     size_t start = 0;
+    bool too_long = false;
     for (size_t nl; (nl = d.frame_buf.find('\n', start)) != std::string::npos; start = nl + 1) {
+      if (nl - start > kMaxFrameBytes) {
+        too_long = true;
+        continue;
+      }
       json f = json::parse(d.frame_buf.begin() + static_cast<std::ptrdiff_t>(start),
                            d.frame_buf.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
       if (f.is_object() && f.contains("type") && f["type"].is_string()) {
@@ -283,7 +298,7 @@ void Session::OnFrames(Driver& d, std::string_view bytes) {
       }
     }
     d.frame_buf.erase(0, start);
-    if (d.frame_buf.size() > kMaxFrameBytes) {
+    if (too_long || d.frame_buf.size() > kMaxFrameBytes) {
       d.frame_buf.clear();
       d.exit_reason =
           "the driver wrote a frame longer than " + std::to_string(kMaxFrameBytes >> 20) + " MiB";
@@ -308,11 +323,23 @@ void Session::OnFrame(const json& f) {
   Turn& t = *turn_;
   if (t.rec != nullptr) {
     if (type == "display") {
-      t.rec->Emit(
-          Event::Kind::kDisplay,
-          {{"data", BundleOf(f)},
-           {"metadata",
-            f.contains("metadata") && f["metadata"].is_object() ? f["metadata"] : json::object()}});
+      json display = {
+          {"data", BundleOf(f)},
+          {"metadata",
+           f.contains("metadata") && f["metadata"].is_object() ? f["metadata"] : json::object()}};
+      // Rich output counts against the execution's output limit like the streams.
+      const uint64_t size = display.dump(-1, ' ', false, kReplace).size();
+      if (t.output_bytes + size > t.output_cap) {
+        t.output_bytes = t.output_cap;
+        if (t.over.empty()) {
+          t.over = "output";
+          Signal(SIGINT);
+          Wake();
+        }
+        return;
+      }
+      t.output_bytes += size;
+      t.rec->Emit(Event::Kind::kDisplay, std::move(display));
     } else if (type == "result") {
       t.result = BundleOf(f);
     } else if (type == "error") {
@@ -396,12 +423,12 @@ void Session::OnExit(Driver& d, const Result<sandbox::SandboxOutcome>& outcome) 
   if (was_current) Wake();
 }
 
-Result<void> Session::SendLocked(const json& command) {
-  if (!driver_ || driver_->exited) return Fail(Errc::kInternal, "the session's driver is gone");
+void Session::SendLocked(const json& command) {
+  // A driver that is gone gets nothing: its end reaches the waiter through OnExit.
+  if (!driver_ || driver_->exited) return;
   pending_commands_ += command.dump(-1, ' ', false, kReplace);
   pending_commands_ += '\n';
   FlushCommands();
-  return {};
 }
 
 bool Session::FlushCommands() {
@@ -447,7 +474,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
                           " is above the session's " + FormatOptionNumber(decl, limits.Get(l)),
                       final_extra);
       }
-      limits[l] = *v;
+      limits[l] = v;
     }
   }
   final_extra["limits"] = LimitsToJson(limits);
@@ -497,7 +524,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
                                    {"limits", LimitsToJson(limits)},
                                    {"compile_limits", nullptr},
                                    {"version", launch_.version}});
-  (void)SendLocked({{"type", "execute"}, {"id", t.command_id}, {"code", req.code}});
+  SendLocked({{"type", "execute"}, {"id", t.command_id}, {"code", req.code}});
 
   const auto wall_deadline = start + milliseconds(limits.Get(Limit::kWallTime));
   std::optional<Clock::time_point> grace;
@@ -541,7 +568,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
       }
       if (reply) {
         t.input_pending = false;
-        (void)SendLocked(*reply);
+        SendLocked(*reply);
       }
     }
     pollfd fds[4];
@@ -558,8 +585,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
     lock.unlock();
     (void)::poll(fds, n, static_cast<int>(std::clamp<int64_t>(left, 0, 1000)));
     char buf[4096];
-    while (::read(wake_r_.get(), buf, sizeof buf) > 0) {
-    }
+    DrainWake();
     std::string input;
     if (idx_in >= 0 && fds[idx_in].revents != 0) {
       ssize_t r = ::read(req.stdin_fd, buf, sizeof buf);
@@ -583,6 +609,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
       ToJson(Usage{MsBetween(start, Clock::now()),
                    (cpu_ns - std::min(cpu_ns, t.cpu_start_ns)) / 1'000'000, info_.memory_bytes});
   if (t.error) final_extra["error"] = ToJson(*t.error);
+  final_extra["truncated"] = {{"stdout", t.stdout_truncated}, {"stderr", t.stderr_truncated}};
   if (!t.result.is_null()) final_extra["result"] = t.result;
   ++info_.executions;
   info_.last_active = Clock::now();
@@ -711,7 +738,7 @@ Result<json> Session::Query(json command, milliseconds timeout) {
   t.command_id = "q" + std::to_string(info_.executions) + "-" + NewExecutionId();
   command["id"] = t.command_id;
   turn_ = &t;
-  (void)SendLocked(command);
+  SendLocked(command);
   Driver* driver = driver_.get();
   while (!t.done && !driver->exited && Clock::now() < deadline) {
     pollfd fds[2] = {{wake_r_.get(), POLLIN, 0}, {driver->cmd_w.get(), POLLOUT, 0}};
@@ -719,9 +746,7 @@ Result<json> Session::Query(json command, milliseconds timeout) {
     auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
     lock.unlock();
     (void)::poll(fds, n, static_cast<int>(std::max<int64_t>(0, left)));
-    char buf[256];
-    while (::read(wake_r_.get(), buf, sizeof buf) > 0) {
-    }
+    DrainWake();
     lock.lock();
     FlushCommands();
   }

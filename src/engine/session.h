@@ -114,8 +114,9 @@ class Session {
   void OnUsage(Driver& d, uint64_t cpu_ns, uint64_t memory_peak);
   void OnExit(Driver& d, const Result<sandbox::SandboxOutcome>& outcome);
   void Wake();
+  void DrainWake();
   // Queues a command line for the driver (written by the waiting caller's loop).
-  Result<void> SendLocked(const nlohmann::json& command);
+  void SendLocked(const nlohmann::json& command);
   bool FlushCommands();
   void Signal(int sig);
 

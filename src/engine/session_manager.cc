@@ -79,20 +79,30 @@ Result<std::shared_ptr<Session>> SessionManager::Create(const SessionRequest& re
     }
     if (!exclusive_label.empty()) {
       const std::string& value = request.labels.at(exclusive_label);
+      auto holds = [&](const std::map<std::string, std::string>& labels) {
+        auto it = labels.find(exclusive_label);
+        return it != labels.end() && it->second == value;
+      };
       for (const auto& [other, entry] : sessions_) {
-        auto it = entry.labels.find(exclusive_label);
-        if (it != entry.labels.end() && it->second == value) {
+        if (holds(entry.labels)) {
           return Fail(Errc::kBusy, "exclusive: session " + other + " already has " +
                                        exclusive_label + "=" + value);
         }
       }
-      // The label is also held while this session starts (see starting_).
+      for (const auto& [other, labels] : pending_) {
+        if (holds(labels)) {
+          return Fail(Errc::kBusy, "exclusive: session " + other + " (starting) already has " +
+                                       exclusive_label + "=" + value);
+        }
+      }
     }
     ++starting_;
+    pending_[id] = request.labels;
   }
   auto unstart = [&] {
     std::lock_guard lock(mu_);
     --starting_;
+    pending_.erase(id);
   };
 
   if (store_ != nullptr) {
@@ -146,13 +156,22 @@ Result<std::shared_ptr<Session>> SessionManager::Create(const SessionRequest& re
   };
   auto session =
       Session::Start(engine_.sandbox(), std::move(*launch), id, observer, options_.start_timeout);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   --starting_;
+  pending_.erase(id);
   if (!session) {
+    lock.unlock();
     Record(id, "ended", Status::kInternalError, session.error().message());
     return std::unexpected(session.error());
   }
   sessions_[id] = {*session, request.labels, idle};
+  if (stopping_) {
+    // Shutdown began while the driver started: it would not close this one.
+    closing_.emplace(id, Status::kCancelled);
+    lock.unlock();
+    (*session)->Close("the server shut down");
+    return Fail(Errc::kBusy, "sessions: shutting down");
+  }
   cv_.notify_all();
   return *session;
 }
@@ -209,7 +228,11 @@ void SessionManager::Reaper() {
     std::vector<std::shared_ptr<Session>> idle;
     for (const auto& [id, e] : sessions_) {
       Session::Info info = e.session->info();
-      if (info.state != Session::State::kIdle) continue;
+      if (info.state != Session::State::kIdle) {
+        // Busy now; its idle time starts when the execution ends: look again by then.
+        next = std::min(next, Clock::now() + std::min(e.idle_timeout, milliseconds(1000)));
+        continue;
+      }
       const auto expires = info.last_active + e.idle_timeout;
       if (expires <= Clock::now()) {
         idle.push_back(e.session);

@@ -73,8 +73,10 @@ class SessionManager {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Entry> sessions_;
-  size_t starting_ = 0;                    // admitted, driver not yet ready
-  std::map<std::string, Status> closing_;  // how a session we are closing ends in its record
+  size_t starting_ = 0;  // admitted, driver not yet ready
+  std::map<std::string, Status> closing_;
+  std::map<std::string, std::map<std::string, std::string>>
+      pending_;  // starting: their labels  // how a session we are closing ends in its record
   bool stopping_ = false;
   std::mutex record_mu_;  // one session's records in order
   std::map<std::string, uint64_t> next_seq_;

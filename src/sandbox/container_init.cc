@@ -279,12 +279,12 @@ void SendArtifacts(const ChildPlan& plan) {
 
   DropPrivileges(plan);
 
-  sigset_t forwarded, old;
+  sigset_t forwarded;
   sigemptyset(&forwarded);
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
     sigaddset(&forwarded, sig);
   }
-  sigprocmask(SIG_BLOCK, &forwarded, &old);
+  sigprocmask(SIG_BLOCK, &forwarded, nullptr);
 
   int exec_pipe[2];
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) Die("pipe2", nullptr, errno);
@@ -295,7 +295,17 @@ void SendArtifacts(const ChildPlan& plan) {
   if (child < 0) Die("clone program", nullptr, errno);
   if (child == 0) {
     ::setpgid(0, 0);
-    sigprocmask(SIG_SETMASK, &old, nullptr);
+    // The program starts with no signal blocked or ignored, whatever polyrun's thread had:
+    // `serve` blocks SIGINT/SIGTERM in every thread and `run` ignores SIGPIPE, and execve
+    // keeps both (a session driver could then never be interrupted).
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+      if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     ::close(kStatusFd);
     if (plan.frames_fd >= 0) {
       if (::dup2(kFramesFd, kProgramFramesFd) < 0) ::_exit(127);

@@ -528,8 +528,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
       if (idx_pid >= 0 && (all[idx_pid].revents & (POLLIN | POLLHUP | POLLERR))) init_done = true;
       // Frames first, then stdout/stderr to EAGAIN, then the frames' delivery: output written
       // before a frame is in its pipe by the time the frame is read, so it is delivered first.
-      if (idx_fr >= 0 && all[idx_fr].revents) {
-        if (!Drain(fr_r.get(), [&](std::string_view c) { frame_bytes.append(c); })) fr_r.reset();
+      auto drain_streams = [&] {
         if (out_r.valid() &&
             !Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); })) {
           out_r.reset();
@@ -538,6 +537,19 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
             !Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); })) {
           err_r.reset();
         }
+      };
+      if (idx_fr >= 0 && all[idx_fr].revents) {
+        // A writer faster than us would grow frame_bytes without end: hand over each MiB.
+        bool open = Drain(fr_r.get(), [&](std::string_view c) {
+          frame_bytes.append(c);
+          if (frame_bytes.size() >= (1u << 20)) {
+            drain_streams();
+            if (spec.on_frames) spec.on_frames(frame_bytes);
+            frame_bytes.clear();
+          }
+        });
+        if (!open) fr_r.reset();
+        drain_streams();
       }
       if (idx_out >= 0 && out_r.valid() && all[idx_out].revents) {
         if (!Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); }))

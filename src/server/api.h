@@ -2,6 +2,8 @@
 
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -47,11 +49,26 @@ class Api {
   // history, metrics and the result all say "python", whatever the caller wrote).
   std::optional<engine::RequestError> CheckLanguage(engine::ExecutionRequest& request) const;
 
+  // Answers `req` with the result of execution `id` once it has finished (status 200), folding
+  // its events; the exchange holds the subscription.
+  void ReplyWhenFinished(const std::string& id, HttpRequest& req,
+                         const std::shared_ptr<Exchange>& ex, const std::string& route,
+                         std::chrono::steady_clock::time_point start);
+  // For a request with a session_id: checks the session is live and sets the request's
+  // language from it and its `session_id` label (so history filters by label.session_id).
+  // The error and its HTTP status (404 for an unknown session) when it is not.
+  std::optional<engine::RequestError> BindSession(engine::ExecutionRequest& request) const;
+
   // Sends `response` and records the request in the metrics under `route`.
   void Reply(const std::shared_ptr<Exchange>& ex, const std::string& route,
              std::chrono::steady_clock::time_point start, HttpResponse response);
   HttpResponse Error(const HttpRequest& req, unsigned status, const std::string& code,
                      const std::string& field, const std::string& message) const;
+
+  // ---- /v1/sessions (session_api.cc) ----
+  // True when `req` was a /v1/sessions request (answered, now or later).
+  bool HandleSessions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, const Caller& caller,
+                      std::chrono::steady_clock::time_point start);
 
   // ---- /v1/ws (native_ws.cc) ----
   std::shared_ptr<WsHandler> NativeWs(const Caller& caller);
@@ -65,7 +82,9 @@ class Api {
   ServerDeps& deps;
   Metrics& metrics;
   boost::asio::thread_pool blocking{2};  // analyzer runs and other calls that take seconds
-  const std::string languages_json;      // GET /v1/languages: the languages never change
+  // Session calls that wait on a driver: creation, restart, close, completion queries.
+  boost::asio::thread_pool session_work{4};
+  const std::string languages_json;  // GET /v1/languages: the languages never change
 
  private:
   void Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, const Caller& caller,
@@ -76,6 +95,18 @@ class Api {
               std::chrono::steady_clock::time_point start);
   void Check(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
              std::chrono::steady_clock::time_point start);
+
+  // The sessions created here, with the labels they were created with (Session::Info does not
+  // carry them). Ended ones stay (the newest kKeepEnded) so that GET /v1/sessions/{id} can
+  // still say how a session ended.
+  struct KnownSession {
+    std::map<std::string, std::string> labels;
+    std::shared_ptr<engine::Session> session;
+  };
+  static constexpr size_t kKeepEnded = 256;
+  mutable std::mutex known_sessions_mu_;
+  std::map<std::string, KnownSession> known_sessions_;
+  friend class SessionRoutes;
 };
 
 // Splits `data` so that no UTF-8 sequence is cut: an incomplete sequence at its end moves to

@@ -262,6 +262,8 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
   }
   if (path.starts_with("/api/v2/")) {
     if (HandlePiston(req, ex, *caller, start)) return;
+  } else if (path == "/v1/sessions" || path.starts_with("/v1/sessions/")) {
+    if (HandleSessions(req, ex, *caller, start)) return;
   } else if (path == "/metrics" && method == http::verb::get) {
     auto s = deps.service.stats();
     HttpResponse res{http::status::ok, req.version()};
@@ -349,8 +351,10 @@ void Api::Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, cons
                  JsonResponse(req, static_cast<unsigned>(request.error().http_status),
                               Dump(engine::ToJson(request.error()))));
   }
-  if (auto bad = CheckLanguage(*request)) {
-    return Reply(ex, route, start, JsonResponse(req, 400, Dump(engine::ToJson(*bad))));
+  if (auto bad = request->session_id.empty() ? CheckLanguage(*request) : BindSession(*request)) {
+    return Reply(
+        ex, route, start,
+        JsonResponse(req, static_cast<unsigned>(bad->http_status), Dump(engine::ToJson(*bad))));
   }
   NameFiles(*request);
   Admitted a = Admit(std::move(*request), caller, false);
@@ -368,6 +372,12 @@ void Api::Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, cons
     res.set(http::field::location, "/v1/executions/" + a.id);
     return Reply(ex, route, start, std::move(res));
   }
+  ReplyWhenFinished(a.id, req, ex, route, start);
+}
+
+void Api::ReplyWhenFinished(const std::string& id, HttpRequest& req,
+                            const std::shared_ptr<Exchange>& ex, const std::string& route,
+                            Clock::time_point start) {
   // Fold the events into the result and answer on `finished`.
   struct Waiter {
     std::mutex mu;
@@ -376,7 +386,7 @@ void Api::Executions(HttpRequest& req, const std::shared_ptr<Exchange>& ex, cons
   auto waiter = std::make_shared<Waiter>();
   auto shared_req = std::make_shared<HttpRequest>(std::move(req));
   auto sub = deps.service.Subscribe(
-      a.id, 0, [this, waiter, ex, shared_req, route, start](const engine::Event& e) {
+      id, 0, [this, waiter, ex, shared_req, route, start](const engine::Event& e) {
         std::lock_guard lock(waiter->mu);
         engine::Apply(waiter->folded, e);
         if (e.kind == engine::Event::Kind::kFinished) {

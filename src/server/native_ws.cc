@@ -119,7 +119,12 @@ class NativeWsHandler : public WsHandler, public std::enable_shared_from_this<Na
     msg.erase("interactive");
     auto request = engine::RequestFromJson(msg, api_.options.caps);
     if (!request) return SendRefusal(request.error());
-    if (auto bad = api_.CheckLanguage(*request)) return SendRefusal(*bad);
+    // With a session_id the code runs in that session: stdin answers its input requests and
+    // cancel interrupts it (the session and its state survive).
+    if (auto bad = request->session_id.empty() ? api_.CheckLanguage(*request)
+                                               : api_.BindSession(*request)) {
+      return SendRefusal(*bad);
+    }
     api_.NameFiles(*request);
     auto admitted = api_.Admit(std::move(*request), caller_, interactive);
     if (admitted.status != 0) {

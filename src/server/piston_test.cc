@@ -295,7 +295,7 @@ TEST(PistonResult, OkMatchesPistonsShape) {
   ExecutionResult r = ResultWith(Status::kOk);
   r.exit_code = 0;
   r.stdout_text = "hi\n";
-  r.outputs = {{"stdout", "hi\n", 3}};
+  r.outputs = {{"stdout", "hi\n", 3, nullptr}};
   r.reason = "exited with status 0";
   EXPECT_EQ(PistonResultToJson(r), json::parse(R"({
     "language": "python", "version": "3.11.2",
@@ -309,7 +309,8 @@ TEST(PistonResult, OutputIsInterleavedInArrivalOrder) {
   r.exit_code = 1;
   r.stdout_text = "a\nc\n";
   r.stderr_text = "b\n";
-  r.outputs = {{"stdout", "a\n", 1}, {"stderr", "b\n", 2}, {"stdout", "c\n", 3}};
+  r.outputs = {
+      {"stdout", "a\n", 1, nullptr}, {"stderr", "b\n", 2, nullptr}, {"stdout", "c\n", 3, nullptr}};
   json run = RunStage(r);
   EXPECT_EQ(run["output"], "a\nb\nc\n");
   EXPECT_EQ(run["stdout"], "a\nc\n");

@@ -118,6 +118,9 @@ void Server::Stop() {
   if (listener_) listener_->Stop();
   // Runs finish (or are cancelled) while the I/O threads still deliver their results.
   deps_.service.Shutdown(options_.shutdown_grace);
+  // After the service: a session's last execution has ended (or was interrupted) by now.
+  if (deps_.sessions != nullptr) deps_.sessions->Shutdown();
+  api_->session_work.join();
   api_->blocking.join();
   // Every result is handed over by now; let it reach the clients before the threads stop.
   if (listener_) listener_->Drain(std::chrono::seconds(2));

@@ -16,6 +16,7 @@
 #include "engine/execution_service.h"
 #include "engine/language_info.h"
 #include "engine/request_json.h"
+#include "engine/session_manager.h"
 #include "server/api_keys.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -36,6 +37,10 @@ struct ServerDeps {
   std::function<engine::CheckReport(const engine::CheckRequest&)> check;
   // The language's entry file name ("main.py"), for requests that send code without names.
   std::function<std::string(const std::string& language)> entry_name;
+  // The live sessions (/v1/sessions, and executions with a session_id); null: the server has
+  // no sessions and those routes answer 404. The ExecutionService's runner must hand requests
+  // with a session_id to its Execute. Server::Stop shuts it down after the service.
+  engine::SessionManager* sessions = nullptr;
 };
 
 struct ServerOptions {
@@ -67,7 +72,8 @@ class Server {
   Result<void> Start();
   uint16_t port() const;
   // Graceful: stops accepting connections and runs, lets runs finish for shutdown_grace,
-  // cancels the rest (status `cancelled`), then stops the I/O threads. Idempotent.
+  // cancels the rest (status `cancelled`), closes every session, then stops the I/O threads.
+  // Idempotent.
   void Stop();
 
   Metrics& metrics() { return metrics_; }

@@ -9,7 +9,7 @@ namespace polyrun::server {
 
 namespace {
 
-constexpr std::array<OptionDecl, 15> kServerSettings = {{
+constexpr std::array<OptionDecl, 19> kServerSettings = {{
     {"listen", "listen", OptionType::kString, "127.0.0.1:8080",
      "Address and port to serve on (HOST:PORT; port 0 picks a free one)"},
     {"data", "data", OptionType::kString, "",
@@ -41,6 +41,15 @@ constexpr std::array<OptionDecl, 15> kServerSettings = {{
      "Serve a non-loopback address without API keys (otherwise refused at start)"},
     {"prune_interval", "", OptionType::kDuration, "1m", "How often retention is applied", 1000,
      86400000},
+    {"max_sessions", "max-sessions", OptionType::kCount, "8",
+     "Live sessions at once; beyond it POST /v1/sessions gets 503 with Retry-After", 0, 4096},
+    {"session_lifetime", "session-lifetime", OptionType::kDuration, "1h",
+     "A session's lifetime when its request names none", 1000, UINT64_MAX},
+    {"session_max_lifetime", "session-max-lifetime", OptionType::kDuration, "24h",
+     "The longest lifetime a session may ask for", 1000, UINT64_MAX},
+    {"session_idle_timeout", "session-idle-timeout", OptionType::kDuration, "15m",
+     "A session idle this long is closed, when its request names no idle_timeout", 1000,
+     UINT64_MAX},
 }};
 
 const OptionDecl* DeclNamed(std::string_view name) {
@@ -156,6 +165,24 @@ Result<void> ApplyServerSetting(ServeSettings& s, std::string_view name, std::st
     s.server.allow_anonymous = flag;
   else if (name == "prune_interval")
     s.server.prune_interval = std::chrono::milliseconds(n);
+  else if (name == "max_sessions")
+    s.sessions.max_sessions = n;
+  else if (name == "session_lifetime")
+    s.sessions.default_lifetime = std::chrono::milliseconds(n);
+  else if (name == "session_max_lifetime")
+    s.sessions.max_lifetime = std::chrono::milliseconds(n);
+  else if (name == "session_idle_timeout")
+    s.sessions.default_idle_timeout = std::chrono::milliseconds(n);
+  return {};
+}
+
+Result<void> CheckSessionSettings(const ServeSettings& s) {
+  if (s.sessions.default_lifetime > s.sessions.max_lifetime) {
+    return Fail(Errc::kInvalidArgument,
+                "server.session_lifetime: " + std::to_string(s.sessions.default_lifetime.count()) +
+                    " ms is above server.session_max_lifetime (" +
+                    std::to_string(s.sessions.max_lifetime.count()) + " ms)");
+  }
   return {};
 }
 

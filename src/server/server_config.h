@@ -18,7 +18,12 @@ struct ServeSettings {
   std::string store;       // "postgresql://…" or a SQLite path; empty: data_dir/polyrun.db
   size_t max_running = 0;  // 0: one per CPU
   size_t max_queued = 64;
+  engine::SessionManager::Options sessions;  // max_sessions, session_* keys
 };
+
+// The session settings' consistency (session_lifetime within session_max_lifetime); the error
+// names the key.
+Result<void> CheckSessionSettings(const ServeSettings& s);
 
 // The declarations of the [server] keys (docs/options.md).
 std::span<const OptionDecl> ServerSettingDecls();

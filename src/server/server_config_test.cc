@@ -72,6 +72,29 @@ TEST(ServerConfig, DeclaredDefaultsAreTheBuiltInOnes) {
   EXPECT_EQ(from_decls.server.shutdown_grace, built_in.server.shutdown_grace);
   EXPECT_EQ(from_decls.server.prune_interval, built_in.server.prune_interval);
   EXPECT_EQ(from_decls.server.allow_anonymous, built_in.server.allow_anonymous);
+  EXPECT_EQ(from_decls.sessions.max_sessions, built_in.sessions.max_sessions);
+  EXPECT_EQ(from_decls.sessions.default_lifetime, built_in.sessions.default_lifetime);
+  EXPECT_EQ(from_decls.sessions.max_lifetime, built_in.sessions.max_lifetime);
+  EXPECT_EQ(from_decls.sessions.default_idle_timeout, built_in.sessions.default_idle_timeout);
+}
+
+TEST(ServerConfig, SessionSettings) {
+  auto s = ParseServeSettings(
+      "[server]\nmax_sessions = 3\nsession_lifetime = \"2h\"\nsession_max_lifetime = "
+      "\"3h\"\nsession_idle_timeout = 60000\n",
+      "a.toml", {});
+  ASSERT_TRUE(s) << s.error().message();
+  EXPECT_EQ(s->sessions.max_sessions, 3u);
+  EXPECT_EQ(s->sessions.default_lifetime, std::chrono::hours(2));
+  EXPECT_EQ(s->sessions.max_lifetime, std::chrono::hours(3));
+  EXPECT_EQ(s->sessions.default_idle_timeout, std::chrono::minutes(1));
+  EXPECT_TRUE(CheckSessionSettings(*s));
+  ASSERT_TRUE(ApplyServerSetting(*s, "session_lifetime", "4h"));
+  auto bad = CheckSessionSettings(*s);
+  ASSERT_FALSE(bad);
+  EXPECT_TRUE(bad.error().message().starts_with("server.session_lifetime: "))
+      << bad.error().message();
+  EXPECT_FALSE(ApplyServerSetting(*s, "session_idle_timeout", "0"));
 }
 
 TEST(ServerConfig, ListenAddresses) {

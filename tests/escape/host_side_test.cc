@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <thread>
 
 #include "escape.h"
 #include "sandbox/cgroup.h"
@@ -38,10 +41,13 @@ class HostSideTest : public EscapeTest {
     spec.binds.insert(spec.binds.end(), extra_binds.begin(), extra_binds.end());
     spec.collect = std::move(collect);
     spec.limits.wall_time = sandbox::Millis(5000);
+    if (adjust_) adjust_(spec);
     auto outcome = (*sb)->Run(spec);
     EXPECT_TRUE(outcome) << outcome.error().message();
     return outcome ? *outcome : sandbox::SandboxOutcome{};
   }
+  // Applied to the next RunShell's spec (the session channels).
+  std::function<void(sandbox::SandboxSpec&)> adjust_;
 };
 
 std::string Keys(const std::map<std::string, std::string>& m) {
@@ -171,6 +177,106 @@ TEST_F(HostSideTest, LeftoverChecksSeeALiveRun) {
   EXPECT_LT(r.usage.wall_ms, 2000u) << Describe(r);
   EXPECT_EQ(LiveSandboxDescendants(), 0);
   EXPECT_TRUE(OurRunCgroups().empty());
+}
+
+// The session channels (docs/sessions.md). Fd 3 exists only when asked for; a frame is
+// delivered after every byte the program wrote to stdout before it.
+TEST_F(HostSideTest, FramesChannelIsFdThreeOnlyWhenAskedAndOrderedAfterEarlierOutput) {
+  auto plain = RunShell("[ -e /proc/self/fd/3 ] && echo open || echo closed", {});
+  EXPECT_EQ(plain.stdout_data, "closed\n") << plain.stderr_data;
+
+  std::string log;
+  adjust_ = [&](sandbox::SandboxSpec& spec) {
+    spec.frames_channel = true;
+    spec.on_output = [&](sandbox::Stream, std::string_view c) { log += c; };
+    spec.on_frames = [&](std::string_view c) { log += "[" + std::string(c) + "]"; };
+  };
+  auto out = RunShell(
+      "[ -p /proc/self/fd/3 ] || echo not-a-pipe; for i in 1 2 3 4 5 6 7 8 9; do "
+      "printf \"o$i \"; printf \"f$i\" >&3; done",
+      {});
+  EXPECT_EQ(out.termination, sandbox::Termination::kExited) << out.setup_error;
+  EXPECT_EQ(log.find("not-a-pipe"), std::string::npos) << log;
+  for (int i = 1; i <= 9; ++i) {
+    const std::string o = "o" + std::to_string(i) + " ", f = "f" + std::to_string(i);
+    ASSERT_NE(log.find(o), std::string::npos) << log;
+    ASSERT_NE(log.find(f), std::string::npos) << log;
+    EXPECT_LT(log.find(o), log.find(f)) << "frame before the output written ahead of it: " << log;
+  }
+}
+
+// Signal numbers on signal_fd reach the program's process group through the init; anything
+// the init does not forward (SIGKILL would kill the init itself) is dropped.
+TEST_F(HostSideTest, SignalFdForwardsOnlyForwardableSignals) {
+  UniqueFd sig_r, sig_w;
+  {
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    sig_r.reset(fds[0]);
+    sig_w.reset(fds[1]);
+  }
+  std::string out;
+  adjust_ = [&](sandbox::SandboxSpec& spec) {
+    spec.signal_fd = sig_r.get();
+    spec.on_output = [&](sandbox::Stream stream, std::string_view c) {
+      if (stream != sandbox::Stream::kStdout) return;  // the shell reports the killed sleep
+      out += c;
+      // Each step is answered by the program's trap before the next signal goes out.
+      if (c.find("ready") != std::string_view::npos) {
+        const unsigned char s[2] = {SIGKILL, SIGINT};
+        ASSERT_EQ(::write(sig_w.get(), s, 2), 2);
+      }
+      if (c.find("got-int") != std::string_view::npos) {
+        const unsigned char s = SIGTERM;
+        ASSERT_EQ(::write(sig_w.get(), &s, 1), 1);
+      }
+    };
+  };
+  auto r = RunShell(
+      "trap 'echo got-int' INT; trap 'echo got-term; exit 7' TERM; echo ready; "
+      "while :; do sleep 0.02; done",
+      {});
+  EXPECT_EQ(r.termination, sandbox::Termination::kExited) << r.setup_error << out;
+  EXPECT_EQ(r.exit_code, 7) << out;
+  EXPECT_EQ(out, "ready\ngot-int\ngot-term\n");
+}
+
+// Sessions keep no copy of the output and enforce their own caps per execution.
+TEST_F(HostSideTest, UnretainedOutputIsStreamedOnlyAndNotCapped) {
+  uint64_t seen = 0;
+  adjust_ = [&](sandbox::SandboxSpec& spec) {
+    spec.retain_output = false;
+    spec.limits.stdout_bytes = spec.limits.output_bytes = 64 << 10;
+    spec.on_output = [&](sandbox::Stream, std::string_view c) { seen += c.size(); };
+  };
+  auto r = RunShell("head -c 1000000 /dev/zero", {});
+  EXPECT_EQ(r.termination, sandbox::Termination::kExited) << r.setup_error;
+  EXPECT_TRUE(r.stdout_data.empty());
+  EXPECT_EQ(seen, 1000000u);
+}
+
+// The program starts with a clean signal state whatever the calling thread had (`serve` blocks
+// SIGINT/SIGTERM, `run` ignores SIGPIPE): otherwise it could never be interrupted.
+TEST_F(HostSideTest, ProgramStartsWithNoSignalBlockedOrIgnored) {
+  std::string status;
+  std::thread caller([&] {
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, nullptr);
+    status = RunShell("exec grep -E '^Sig(Blk|Ign)' /proc/self/status", {}).stdout_data;
+  });
+  caller.join();
+  struct sigaction ignore {
+  }, previous{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &previous);
+  status += RunShell("exec grep -E '^SigIgn' /proc/self/status", {}).stdout_data;
+  ::sigaction(SIGPIPE, &previous, nullptr);
+  EXPECT_EQ(status,
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+            "SigIgn:\t0000000000000000\n");
 }
 
 }  // namespace

@@ -71,8 +71,9 @@ TEST(Cli, TimeoutHasItsOwnExitCodeAndSaysWhichLimit) {
   json r = json::parse(j.out);
   EXPECT_EQ(r["status"], "timeout");
   EXPECT_EQ(r["limit"], "cpu_time");
+  // Ended by the CPU limit, not the 5 s wall limit (that would say "wall_time"): no wall-clock
+  // bound here, which a loaded machine could break.
   EXPECT_GE(r["usage"]["cpu_ms"].get<int>(), 500);
-  EXPECT_LT(r["usage"]["wall_ms"].get<int>(), 3000);
 }
 
 TEST(Cli, MemoryLimitIsReported) {

@@ -67,28 +67,33 @@ server::ServerOptions LocalOptions() {
 }
 
 std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options,
-                                              engine::ExecutionService::Options service) {
+                                              engine::ExecutionService::Options service,
+                                              engine::SessionManager::Options sessions) {
   std::unique_ptr<TestServer> t(new TestServer);
   auto store = store::OpenStore(t->dir_.path() + "/polyrun.db");
   if (!store) throw std::runtime_error("OpenStore: " + store.error().message());
   t->store_ = std::move(*store);
   engine::Engine& eng = SharedEngine();
+  t->sessions_ = std::make_unique<engine::SessionManager>(eng, t->store_.get(), sessions);
   t->service_ = std::make_unique<engine::ExecutionService>(
-      [&eng](const engine::ExecutionRequest& r, const engine::EventSink& sink) {
-        return eng.Run(r, sink);
+      [&eng, s = t->sessions_.get()](const engine::ExecutionRequest& r,
+                                     const engine::EventSink& sink) {
+        return r.session_id.empty() ? eng.Run(r, sink) : s->Execute(r, sink);
       },
       *t->store_, std::move(service));
   if (auto recovered = t->service_->RecoverInterrupted(); !recovered) {
     throw std::runtime_error("RecoverInterrupted: " + recovered.error().message());
   }
   server::ServerDeps deps{
-      *t->service_, *t->store_,
+      *t->service_,
+      *t->store_,
       []() -> const std::vector<engine::LanguageInfo>& { return SharedLanguages(); },
       [&eng](const engine::CheckRequest& r) { return eng.Check(r); },
       [&eng](const std::string& language) -> std::string {
         const auto* e = eng.registry().Find(language);
         return e && e->language ? e->language->entry : "main";
-      }};
+      },
+      t->sessions_.get()};
   t->server_ = std::make_unique<server::Server>(std::move(options), deps);
   if (auto started = t->server_->Start(); !started) {
     throw std::runtime_error("Server::Start: " + started.error().message());
@@ -100,6 +105,7 @@ TestServer::~TestServer() {
   if (server_) server_->Stop();
   server_.reset();
   service_.reset();
+  sessions_.reset();
   store_.reset();
 }
 

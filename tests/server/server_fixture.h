@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/execution_service.h"
 #include "engine/language_info.h"
+#include "engine/session_manager.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -38,13 +39,15 @@ const std::vector<engine::LanguageInfo>& SharedLanguages();
 // Options for a test server: 127.0.0.1 on a free port, a short shutdown grace.
 server::ServerOptions LocalOptions();
 
-// A real Server over its own SQLite store and ExecutionService, running through SharedEngine().
+// A real Server over its own SQLite store, ExecutionService and SessionManager, running
+// through SharedEngine().
 class TestServer {
  public:
   // Throws when the store, the service or the server cannot start.
   static std::unique_ptr<TestServer> Start(server::ServerOptions options = LocalOptions(),
-                                           engine::ExecutionService::Options service = {});
-  // Stop(), then the service, then the store.
+                                           engine::ExecutionService::Options service = {},
+                                           engine::SessionManager::Options sessions = {});
+  // Stop(), then the service, then the sessions, then the store.
   ~TestServer();
   TestServer(const TestServer&) = delete;
   TestServer& operator=(const TestServer&) = delete;
@@ -53,6 +56,7 @@ class TestServer {
   server::Server& server() { return *server_; }
   engine::ExecutionService& service() { return *service_; }
   store::Store& store() { return *store_; }
+  engine::SessionManager& sessions() { return *sessions_; }
   // The server's graceful stop (Server::Stop).
   void Stop() { server_->Stop(); }
 
@@ -65,6 +69,7 @@ class TestServer {
   TestServer() = default;
   TempDir dir_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<engine::SessionManager> sessions_;
   std::unique_ptr<engine::ExecutionService> service_;
   std::unique_ptr<server::Server> server_;
 };
