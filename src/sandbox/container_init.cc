@@ -298,10 +298,18 @@ void SendArtifacts(const ChildPlan& plan) {
     // The program starts with no signal blocked or ignored, whatever polyrun's thread had:
     // `serve` blocks SIGINT/SIGTERM in every thread and `run` ignores SIGPIPE, and execve
     // keeps both (a session driver could then never be interrupted).
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
+    // The raw system call: glibc's sigaction refuses its reserved signals (32, 33), which a
+    // parent may still have left ignored.
+    struct KernelSigaction {
+      uintptr_t handler = 0;  // SIG_DFL
+      unsigned long flags = 0;
+      uintptr_t restorer = 0;
+      uint64_t mask = 0;
+    } dfl;
     for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
+      }
     }
     sigset_t none;
     sigemptyset(&none);
