@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -49,22 +50,9 @@ constexpr std::chrono::milliseconds kStartTimeout = std::chrono::seconds(30);
 // complete/inspect/is_complete wait this long for a busy session, then answer "nothing".
 constexpr std::chrono::milliseconds kQueryTimeout = std::chrono::seconds(5);
 
-// Why SIGINT is not taken with sigwait on a thread of its own, all others blocking it: a
-// sandboxed program inherits the signal mask of the thread that starts its sandbox
-// (src/sandbox/container_init.cc restores the inherited mask before execve), so a driver
-// started from a thread that blocks SIGINT could never be interrupted. Instead the threads
-// that start drivers (the session thread and the driver threads it creates) leave SIGINT
-// unblocked and a handler turns it into a byte on this pipe; exec resets the handler, so the
-// driver gets default SIGINT handling. Every other thread (xeus' ZeroMQ threads) blocks it.
-int g_interrupt_w = -1;
-
-extern "C" void OnSigint(int /*sig*/) {
-  const int saved = errno;
-  const char b = 'i';
-  (void)::write(g_interrupt_w, &b, 1);
-  errno = saved;
-}
-
+// Jupyter interrupts a kernel with SIGINT. Every thread blocks it (BlockInterruptsForKernel,
+// before any thread exists) and RunKernel takes it from a signalfd; the sandbox gives each driver
+// a clean signal state of its own, so the block does not reach the code it runs.
 void SetSigint(int how) {
   sigset_t s;
   sigemptyset(&s);
@@ -72,15 +60,12 @@ void SetSigint(int how) {
   pthread_sigmask(how, &s, nullptr);
 }
 
-// The one thread that starts, restarts, runs and closes the session, so that every driver is
-// started from a thread with SIGINT unblocked (see g_interrupt_w).
+// The one thread that starts, restarts, runs and closes the session; the xeus thread publishes
+// what it reports (a session's sink must not block or call back into the session).
 class SessionThread {
  public:
   SessionThread() {
-    thread_ = std::thread([this] {
-      SetSigint(SIG_UNBLOCK);
-      Loop();
-    });
+    thread_ = std::thread([this] { Loop(); });
   }
   ~SessionThread() {
     {
@@ -486,16 +471,14 @@ Result<void> RunKernel(engine::Engine& engine, const KernelOptions& options) {
                 "-f: cannot read the connection file " + options.connection_file + ": " + e.what());
   }
 
+  sigset_t sigint;
+  sigemptyset(&sigint);
+  sigaddset(&sigint, SIGINT);
+  UniqueFd interrupts(::signalfd(-1, &sigint, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!interrupts.valid()) return SysFail("signalfd", "SIGINT");
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return SysFail("pipe2", "interrupt pipe");
-  UniqueFd interrupt_r(fds[0]), interrupt_w(fds[1]);
-  g_interrupt_w = interrupt_w.get();
-  struct sigaction sa {};
-  sa.sa_handler = OnSigint;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  struct sigaction old_sa {};
-  ::sigaction(SIGINT, &sa, &old_sa);
+  if (::pipe2(fds, O_CLOEXEC) != 0) return SysFail("pipe2", "interrupter stop pipe");
+  UniqueFd stop_r(fds[0]), stop_w(fds[1]);
 
   const std::string version = launch->version;
   const std::string name = entry->language->name;
@@ -512,16 +495,15 @@ Result<void> RunKernel(engine::Engine& engine, const KernelOptions& options) {
     outcome = std::unexpected(session.error());
   } else {
     state.session = *session;
-    // Turns each SIGINT byte into an interrupt of the running cell (an idle session has
-    // nothing to interrupt, which is fine). 'q' from us ends it.
+    // Turns each SIGINT into an interrupt of the running cell (an idle session has nothing to
+    // interrupt, which is fine) until the stop pipe closes.
     std::thread interrupter([&] {
       for (;;) {
-        pollfd p{interrupt_r.get(), POLLIN, 0};
-        if (::poll(&p, 1, -1) < 0 && errno != EINTR) return;
-        char buf[64];
-        ssize_t n = ::read(interrupt_r.get(), buf, sizeof buf);
-        for (ssize_t i = 0; i < n; ++i) {
-          if (buf[i] == 'q') return;
+        pollfd p[2] = {{interrupts.get(), POLLIN, 0}, {stop_r.get(), POLLIN, 0}};
+        if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
+        if (p[1].revents != 0) return;
+        signalfd_siginfo info[8];
+        if (::read(interrupts.get(), info, sizeof info) > 0) {
           // Fails only when no cell is running: then there is nothing to interrupt.
           [[maybe_unused]] auto interrupted = state.Current()->Interrupt();
         }
@@ -539,14 +521,11 @@ Result<void> RunKernel(engine::Engine& engine, const KernelOptions& options) {
     } catch (const std::exception& e) {
       outcome = Fail(Errc::kInternal, std::string("the kernel failed: ") + e.what());
     }
-    const char q = 'q';
-    (void)::write(interrupt_w.get(), &q, 1);
+    stop_w.reset();
     interrupter.join();
     state.worker.Call([&] { state.Current()->Close("the kernel exited"); });
     state.session.reset();
   }
-  ::sigaction(SIGINT, &old_sa, nullptr);
-  g_interrupt_w = -1;
   return outcome;
 }
 

@@ -17,7 +17,7 @@ struct KernelOptions {
 };
 
 // Call first in a kernel process, before any thread exists: blocks SIGINT so that every thread
-// created later inherits the block, except those RunKernel unblocks on purpose.
+// created later inherits the block; RunKernel takes it from a signalfd.
 void BlockInterruptsForKernel();
 
 // Serves one Jupyter kernel over ZeroMQ (xeus) until Jupyter shuts it down: one polyrun
