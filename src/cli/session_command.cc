@@ -60,6 +60,18 @@ std::expected<json, std::string> Pairs(const std::vector<std::string>& items,
   return out;
 }
 
+// Limit flags as the request's "limits" object (the user's text, checked here first so that a
+// typo is a usage error naming the flag's limit).
+std::expected<json, std::string> LimitsJson(const std::map<std::string, std::string>& flags) {
+  languages::LimitSet check;
+  json limits = json::object();
+  for (const auto& [name, text] : flags) {
+    if (auto r = check.Set(name, text); !r) return std::unexpected(r.error().message());
+    limits[name] = text;
+  }
+  return limits;
+}
+
 // A reply's JSON or the process exit code, after telling the user what went wrong: the
 // server's own message for an HTTP error (2 for 4xx, 70 for 5xx), kExitUnavailable when it
 // could not be reached or the connection broke, 130 when the user gave up waiting.
@@ -207,13 +219,9 @@ int Create(Server& server, const SessionOptions& o) {
     return Usage("session create needs -l LANG (or a file to take it from)");
   }
   if (!o.limits.empty()) {
-    languages::LimitSet check;
-    json limits = json::object();
-    for (const auto& [name, text] : o.limits) {
-      if (auto r = check.Set(name, text); !r) return Usage(r.error().message());
-      limits[name] = text;
-    }
-    body["limits"] = std::move(limits);
+    auto limits = LimitsJson(o.limits);
+    if (!limits) return Usage(limits.error());
+    body["limits"] = std::move(*limits);
   }
   auto env = Pairs(o.env, "--env");
   if (!env) return Usage(env.error());
@@ -403,13 +411,9 @@ int Exec(Server& server, const SessionOptions& o) {
     body["stdin"] = *o.input;
   }
   if (!o.limits.empty()) {
-    languages::LimitSet check;
-    json limits = json::object();
-    for (const auto& [name, text] : o.limits) {
-      if (auto r = check.Set(name, text); !r) return Usage(r.error().message());
-      limits[name] = text;
-    }
-    body["limits"] = std::move(limits);
+    auto limits = LimitsJson(o.limits);
+    if (!limits) return Usage(limits.error());
+    body["limits"] = std::move(*limits);
   }
   auto labels = Pairs(o.labels, "--label");
   if (!labels) return Usage(labels.error());

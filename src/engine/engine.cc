@@ -151,6 +151,16 @@ Verdict Judge(const sandbox::SandboxOutcome& o, const LimitSet& limits, bool com
 }
 
 // The request's file names are clean relative paths, each used once; "" or what is wrong.
+// The files must fit the work dir: "" or why not.
+std::string CheckDisk(const std::vector<RequestFile>& files, const LimitSet& limits) {
+  uint64_t total = 0;
+  for (const auto& f : files) total += f.content.size();
+  const uint64_t disk = limits.Get(Limit::kDisk);
+  if (total <= disk) return "";
+  return "files: " + std::to_string(total) + " bytes do not fit the disk limit of " +
+         FormatOptionNumber(languages::DeclOf(Limit::kDisk), disk);
+}
+
 std::string ValidateEnv(const std::map<std::string, std::string>& env) {
   for (const auto& [k, v] : env) {
     if (!ValidEnvName(k)) return "env: invalid variable name \"" + k + "\"";
@@ -357,17 +367,14 @@ Result<SessionLaunch> Engine::PrepareSession(const SessionRequest& req,
   if (auto bad = ValidateEnv(req.env); !bad.empty()) return Fail(Errc::kInvalidArgument, bad);
   auto limits = StageLimits(lang, req.limits, false);
   if (!limits) return Fail(Errc::kInvalidArgument, limits.error().message());
-  uint64_t total_bytes = 0;
-  for (const auto& f : req.files) total_bytes += f.content.size();
-  if (total_bytes > limits->Get(Limit::kDisk)) {
-    return Fail(Errc::kInvalidArgument,
-                "files: " + std::to_string(total_bytes) + " bytes do not fit the disk limit of " +
-                    FormatOptionNumber(languages::DeclOf(Limit::kDisk), limits->Get(Limit::kDisk)));
+  if (auto bad = CheckDisk(req.files, *limits); !bad.empty()) {
+    return Fail(Errc::kInvalidArgument, bad);
   }
   SessionLaunch launch;
   launch.language = lang.id;
   launch.version = found->second;
   launch.limits = *limits;
+  launch.labels = req.labels;
   const languages::Recipe& recipe = *lang.session;
   sandbox::SandboxSpec& spec = launch.spec;
   spec.argv = ExpandCommand(recipe.command, lang.entry, {}, {}, *limits);
@@ -519,12 +526,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
 
   auto limits = StageLimits(lang, req.limits, false);
   if (!limits) return reject(limits.error().message());
-  uint64_t total_bytes = 0;
-  for (const auto& f : files) total_bytes += f.content.size();
-  if (total_bytes > limits->Get(Limit::kDisk)) {
-    return reject("files: " + std::to_string(total_bytes) + " bytes do not fit the disk limit of " +
-                  FormatOptionNumber(languages::DeclOf(Limit::kDisk), limits->Get(Limit::kDisk)));
-  }
+  if (auto bad = CheckDisk(files, *limits); !bad.empty()) return reject(bad);
   LimitSet compile_limits;
   if (lang.compile) {
     auto cl = StageLimits(lang, req.compile_limits, true);

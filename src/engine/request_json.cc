@@ -474,10 +474,7 @@ std::expected<ExecutionRequest, RequestError> SessionExecutionFromJson(
     if (!l) return std::unexpected(l.error());
     for (size_t i = 0; i < languages::kLimitCount; ++i) {
       const auto limit = static_cast<Limit>(i);
-      if (limit == Limit::kWallTime || limit == Limit::kCpuTime || limit == Limit::kOutput) {
-        continue;
-      }
-      if (l->values[i].has_value()) {
+      if (!PerExecutionLimit(limit) && l->values[i].has_value()) {
         return Invalid("limits." + std::string(languages::DeclOf(limit).name),
                        "set for the whole session when it is created (per execution: wall_time, "
                        "cpu_time, output)");

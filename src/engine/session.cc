@@ -76,6 +76,10 @@ json BundleOf(const json& f) {
 
 }  // namespace
 
+bool PerExecutionLimit(Limit l) {
+  return l == Limit::kWallTime || l == Limit::kCpuTime || l == Limit::kOutput;
+}
+
 std::string_view SessionStateName(Session::State s) {
   switch (s) {
     case Session::State::kStarting:
@@ -136,6 +140,7 @@ Session::Session(sandbox::Sandbox& sandbox, SessionLaunch launch, std::string id
   info_.last_active_at = info_.created_at;
   info_.last_active = Clock::now();
   info_.limits = launch_.limits;
+  info_.labels = launch_.labels;
 }
 
 Result<std::shared_ptr<Session>> Session::Start(sandbox::Sandbox& sandbox, SessionLaunch launch,
@@ -463,20 +468,9 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
     return rec.Result();
   };
 
-  // Per-execution limits: the session's, or lower ones from the request.
-  languages::LimitSet limits = launch_.limits;
-  for (Limit l : {Limit::kWallTime, Limit::kCpuTime, Limit::kOutput}) {
-    if (auto v = req.limits[l]) {
-      if (*v > limits.Get(l)) {
-        const auto& decl = languages::DeclOf(l);
-        return finish(Status::kRejected,
-                      "limits." + std::string(decl.name) + ": " + FormatOptionNumber(decl, *v) +
-                          " is above the session's " + FormatOptionNumber(decl, limits.Get(l)),
-                      final_extra);
-      }
-      limits[l] = v;
-    }
-  }
+  auto resolved = ExecutionLimits(req.limits);
+  if (!resolved) return finish(Status::kRejected, resolved.error().message(), final_extra);
+  const languages::LimitSet& limits = *resolved;
   final_extra["limits"] = LimitsToJson(limits);
   if (req.code.empty()) return finish(Status::kRejected, "code: required", final_extra);
   if (!req.files.empty()) {
@@ -588,6 +582,8 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
     DrainWake();
     std::string input;
     if (idx_in >= 0 && fds[idx_in].revents != 0) {
+      // `lock` was released before poll; the analyzer does not model unique_lock::unlock().
+      // NOLINTNEXTLINE(clang-analyzer-unix.BlockInCriticalSection)
       ssize_t r = ::read(req.stdin_fd, buf, sizeof buf);
       if (r > 0) input.assign(buf, static_cast<size_t>(r));
       if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) stdin_eof = true;
@@ -617,7 +613,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
 
   Status status = Status::kOk;
   std::string reason = "the execution completed";
-  const std::map<std::string, std::pair<Status, std::string>> over_text = {
+  static const std::map<std::string, std::pair<Status, std::string>> kOverText = {
       {"wall_time", {Status::kTimeout, "it exceeded its wall-time limit"}},
       {"cpu_time", {Status::kTimeout, "it exceeded its CPU-time limit"}},
       {"output", {Status::kOutputLimit, "it exceeded its output limit"}},
@@ -625,7 +621,7 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
       {"interrupt", {Status::kCancelled, "it was interrupted"}},
   };
   if (!t.over.empty()) {
-    const auto& [st, text] = over_text.at(t.over);
+    const auto& [st, text] = kOverText.at(t.over);
     status = st;
     if (t.over == "wall_time" || t.over == "cpu_time" || t.over == "output") {
       final_extra["limit"] = t.over;
@@ -675,6 +671,28 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
   if (info_.state != State::kDead) info_.state = State::kIdle;
   turn_cv_.notify_one();
   return result;
+}
+
+Result<languages::LimitSet> Session::ExecutionLimits(const languages::LimitSet& asked) const {
+  languages::LimitSet limits = launch_.limits;
+  for (size_t i = 0; i < languages::kLimitCount; ++i) {
+    const auto l = static_cast<Limit>(i);
+    const auto& v = asked[l];
+    if (!v) continue;
+    const auto& decl = languages::DeclOf(l);
+    const std::string field = "limits." + std::string(decl.name);
+    if (!PerExecutionLimit(l)) {
+      return Fail(Errc::kInvalidArgument,
+                  field + ": applies to the whole session; set it when creating the session");
+    }
+    if (*v > limits.Get(l)) {
+      return Fail(Errc::kInvalidArgument, field + ": " + FormatOptionNumber(decl, *v) +
+                                              " is above the session's " +
+                                              FormatOptionNumber(decl, limits.Get(l)));
+    }
+    limits[l] = v;
+  }
+  return limits;
 }
 
 Result<void> Session::Interrupt() {
@@ -727,7 +745,7 @@ Result<json> Session::Query(json command, milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::unique_lock lock(mu_);
   if (!turn_cv_.wait_until(lock, deadline, [&] { return !turn_taken_ || closed_; })) {
-    return Fail(Errc::kTimeout, "session " + id_ + " stayed busy");
+    return Fail(Errc::kBusy, "session " + id_ + " stayed busy");
   }
   if (closed_) return Fail(Errc::kInvalidArgument, "session " + id_ + " has ended");
   if (!driver_ || driver_->exited) {

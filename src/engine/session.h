@@ -42,7 +42,8 @@ struct SessionLaunch {
   std::string language;  // the language's id
   std::string version;
   languages::LimitSet limits;  // resolved
-  sandbox::SandboxSpec spec;   // the driver: argv, env, binds, files, session-wide limits
+  std::map<std::string, std::string> labels;
+  sandbox::SandboxSpec spec;  // the driver: argv, env, binds, files, session-wide limits
 };
 
 // One live session: a sandbox running the language's driver (docs/sessions.md), kept across
@@ -71,6 +72,11 @@ class Session {
   // that dies, costs the session its state: the driver is restarted and the result says so.
   ExecutionResult Execute(const ExecutionRequest& request, const EventSink& sink);
 
+  // One execution's limits: the session's, with wall_time, cpu_time and output lowered where
+  // `asked` says so. kInvalidArgument naming the field for a value above the session's or a
+  // session-wide limit.
+  Result<languages::LimitSet> ExecutionLimits(const languages::LimitSet& asked) const;
+
   // Interrupts the running execution (its status becomes `cancelled`). kInvalidArgument when
   // idle.
   Result<void> Interrupt();
@@ -80,7 +86,8 @@ class Session {
   void Close(const std::string& reason);
 
   // A completion/is_complete/inspect query (docs/sessions.md): `command` without `id`; the
-  // reply frame. Waits for the session to be idle; kTimeout after `timeout`.
+  // reply frame. Waits for the session to be idle: kBusy when it stays busy past `timeout`,
+  // kTimeout when the driver does not answer by then; kInvalidArgument: ended or restarting.
   Result<nlohmann::json> Query(nlohmann::json command, std::chrono::milliseconds timeout);
 
   struct Info {
@@ -94,6 +101,7 @@ class Session {
     uint64_t memory_bytes = 0;  // the sandbox's peak so far
     std::string ended_reason;   // when dead
     languages::LimitSet limits;
+    std::map<std::string, std::string> labels;
   };
   Info info() const;
   const std::string& id() const { return id_; }
@@ -137,5 +145,8 @@ class Session {
 };
 
 std::string_view SessionStateName(Session::State s);
+// The limits an execution in a session may set for itself (lower than the session's); the
+// others apply to the whole session.
+bool PerExecutionLimit(languages::Limit l);
 
 }  // namespace polyrun::engine

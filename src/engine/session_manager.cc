@@ -71,7 +71,7 @@ Result<std::shared_ptr<Session>> SessionManager::Create(const SessionRequest& re
   const std::string id = NewSessionId();
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return Fail(Errc::kBusy, "sessions: shutting down");
+    if (stopping_) return Fail(Errc::kUnavailable, "sessions: shutting down");
     if (sessions_.size() + starting_ >= options_.max_sessions) {
       return Fail(Errc::kBusy, "sessions: this server's maximum of " +
                                    std::to_string(options_.max_sessions) +
@@ -85,14 +85,14 @@ Result<std::shared_ptr<Session>> SessionManager::Create(const SessionRequest& re
       };
       for (const auto& [other, entry] : sessions_) {
         if (holds(entry.labels)) {
-          return Fail(Errc::kBusy, "exclusive: session " + other + " already has " +
-                                       exclusive_label + "=" + value);
+          return Fail(Errc::kConflict, "exclusive: session " + other + " already has " +
+                                           exclusive_label + "=" + value);
         }
       }
       for (const auto& [other, labels] : pending_) {
         if (holds(labels)) {
-          return Fail(Errc::kBusy, "exclusive: session " + other + " (starting) already has " +
-                                       exclusive_label + "=" + value);
+          return Fail(Errc::kConflict, "exclusive: session " + other + " (starting) already has " +
+                                           exclusive_label + "=" + value);
         }
       }
     }
@@ -170,7 +170,7 @@ Result<std::shared_ptr<Session>> SessionManager::Create(const SessionRequest& re
     closing_.emplace(id, Status::kCancelled);
     lock.unlock();
     (*session)->Close("the server shut down");
-    return Fail(Errc::kBusy, "sessions: shutting down");
+    return Fail(Errc::kUnavailable, "sessions: shutting down");
   }
   cv_.notify_all();
   return *session;

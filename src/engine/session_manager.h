@@ -36,8 +36,8 @@ class SessionManager {
   SessionManager& operator=(const SessionManager&) = delete;
 
   // Starts a session and waits until its driver is ready. kInvalidArgument names the field;
-  // kBusy: the maximum is reached, or `exclusive_label` names a label that a live session
-  // already has with the same value.
+  // kBusy: the maximum is reached; kConflict: `exclusive_label` names a label that a live or
+  // starting session already has with the same value; kUnavailable: shutting down.
   Result<std::shared_ptr<Session>> Create(const SessionRequest& request,
                                           const std::string& exclusive_label = "",
                                           const std::string& api_key = "");

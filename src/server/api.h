@@ -96,16 +96,11 @@ class Api {
   void Check(HttpRequest& req, const std::shared_ptr<Exchange>& ex,
              std::chrono::steady_clock::time_point start);
 
-  // The sessions created here, with the labels they were created with (Session::Info does not
-  // carry them). Ended ones stay (the newest kKeepEnded) so that GET /v1/sessions/{id} can
-  // still say how a session ended.
-  struct KnownSession {
-    std::map<std::string, std::string> labels;
-    std::shared_ptr<engine::Session> session;
-  };
+  // The sessions created here. Ended ones stay (the newest kKeepEnded) so that
+  // GET /v1/sessions/{id} can still say how a session ended.
   static constexpr size_t kKeepEnded = 256;
   mutable std::mutex known_sessions_mu_;
-  std::map<std::string, KnownSession> known_sessions_;
+  std::map<std::string, std::shared_ptr<engine::Session>> known_sessions_;
   friend class SessionRoutes;
 };
 

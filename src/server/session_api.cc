@@ -75,14 +75,7 @@ class SessionRoutes {
  private:
   using Work = std::function<HttpResponse(const HttpRequest&)>;
 
-  json Object(const engine::Session::Info& i) const {
-    std::map<std::string, std::string> labels;
-    {
-      std::lock_guard lock(api_.known_sessions_mu_);
-      if (auto it = api_.known_sessions_.find(i.id); it != api_.known_sessions_.end()) {
-        labels = it->second.labels;
-      }
-    }
+  static json Object(const engine::Session::Info& i) {
     return {{"id", i.id},
             {"language", i.language},
             {"version", i.version},
@@ -93,7 +86,7 @@ class SessionRoutes {
             {"restarts", i.restarts},
             {"memory_bytes", i.memory_bytes},
             {"limits", engine::LimitsToJson(i.limits)},
-            {"labels", labels},
+            {"labels", i.labels},
             {"ended_reason", i.state == engine::Session::State::kDead && !i.ended_reason.empty()
                                  ? json(i.ended_reason)
                                  : json(nullptr)}};
@@ -124,13 +117,12 @@ class SessionRoutes {
   }
 
   // Remembers a new session; forgets the oldest ended ones beyond Api::kKeepEnded.
-  static void Remember(Api& api, const std::shared_ptr<engine::Session>& session,
-                       std::map<std::string, std::string> labels) {
+  static void Remember(Api& api, const std::shared_ptr<engine::Session>& session) {
     std::lock_guard lock(api.known_sessions_mu_);
-    api.known_sessions_[session->id()] = {std::move(labels), session};
+    api.known_sessions_[session->id()] = session;
     std::vector<std::string> ended;  // oldest first: ids are time-ordered
     for (const auto& [id, known] : api.known_sessions_) {
-      if (known.session->info().state == engine::Session::State::kDead) ended.push_back(id);
+      if (known->info().state == engine::Session::State::kDead) ended.push_back(id);
     }
     for (size_t i = 0; i + Api::kKeepEnded < ended.size(); ++i) {
       api.known_sessions_.erase(ended[i]);
@@ -180,11 +172,11 @@ class SessionRoutes {
             if (!made) {
               const Error& e = made.error();
               const std::string message = e.message();
-              if (e.code == Errc::kBusy && message.starts_with("exclusive:")) {
+              if (e.code == Errc::kConflict) {
                 return this_api->Error(r, 409, "session_conflict", "exclusive", message);
               }
-              if (e.code == Errc::kBusy) {
-                const bool stopping = message.find("shutting down") != std::string::npos;
+              if (e.code == Errc::kBusy || e.code == Errc::kUnavailable) {
+                const bool stopping = e.code == Errc::kUnavailable;
                 this_api->metrics.Refused(stopping ? "shutting_down" : "too_many_sessions");
                 auto res = this_api->Error(r, 503, stopping ? "shutting_down" : "too_many_sessions",
                                            "", message);
@@ -198,9 +190,8 @@ class SessionRoutes {
                                      "session: the driver did not start: " + message);
             }
             const std::shared_ptr<engine::Session>& session = *made;
-            Remember(*this_api, session, create.request.labels);
-            SessionRoutes self(*this_api, {}, {});
-            auto res = JsonResponse(r, 201, Dump(self.Object(session->info())));
+            Remember(*this_api, session);
+            auto res = JsonResponse(r, 201, Dump(Object(session->info())));
             res.set(http::field::location, "/v1/sessions/" + session->id());
             return res;
           });
@@ -222,7 +213,7 @@ class SessionRoutes {
       // An ended session is still known for a while: its object says how it ended.
       std::lock_guard lock(api_.known_sessions_mu_);
       if (auto it = api_.known_sessions_.find(id); it != api_.known_sessions_.end()) {
-        session = it->second.session;
+        session = it->second;
       }
     }
     if (!session) {
@@ -240,8 +231,7 @@ class SessionRoutes {
       if (auto closed = this_api->deps.sessions->Close(id, "deleted by request"); !closed) {
         return this_api->Error(r, 404, "not_found", "id", "session " + id + " not found");
       }
-      SessionRoutes self(*this_api, {}, {});
-      return JsonResponse(r, 200, Dump(self.Object(session->info())));
+      return JsonResponse(r, 200, Dump(Object(session->info())));
     });
   }
 
@@ -265,17 +255,9 @@ class SessionRoutes {
                   engine::ToJson(request.error()));
     }
     // Refused here rather than recorded as a `rejected` execution: the caller's mistake.
-    const languages::LimitSet session_limits = session->info().limits;
-    for (size_t i = 0; i < languages::kLimitCount; ++i) {
-      const std::optional<uint64_t>& asked = request->limits.values[i];
-      const std::optional<uint64_t>& own = session_limits.values[i];
-      if (asked.has_value() && own.has_value() && asked.value() > own.value()) {
-        const OptionDecl& d = languages::DeclOf(static_cast<languages::Limit>(i));
-        const std::string field = "limits." + std::string(d.name);
-        return Fail(req, ex, route, 400, "invalid_request", field,
-                    field + ": " + FormatOptionNumber(d, asked.value()) +
-                        " is above the session's " + FormatOptionNumber(d, own.value()));
-      }
+    if (auto limits = session->ExecutionLimits(request->limits); !limits) {
+      const std::string message = limits.error().message();
+      return Fail(req, ex, route, 400, "invalid_request", FieldOf(message), message);
     }
     if (auto bad = api_.BindSession(*request)) {
       return Send(req, ex, route, static_cast<unsigned>(bad->http_status), engine::ToJson(*bad));
@@ -323,8 +305,7 @@ class SessionRoutes {
         return this_api->Error(r, 500, "internal_error", "",
                                "session: the driver did not restart: " + message);
       }
-      SessionRoutes self(*this_api, {}, {});
-      return JsonResponse(r, 200, Dump(self.Object(session->info())));
+      return JsonResponse(r, 200, Dump(Object(session->info())));
     });
   }
 
@@ -366,23 +347,23 @@ class SessionRoutes {
       }
       command["cursor_pos"] = pos;
     }
-    Later(
-        req, ex, route, [this_api = &api_, session, command](const HttpRequest& r) -> HttpResponse {
-          auto reply = session->Query(command, kQueryTimeout);
-          if (!reply) {
-            const Error& e = reply.error();
-            if (e.code == Errc::kTimeout && e.message().find("stayed busy") != std::string::npos) {
-              return this_api->Error(r, 409, "session_busy", "id", e.message());
+    Later(req, ex, route,
+          [this_api = &api_, session, command](const HttpRequest& r) -> HttpResponse {
+            auto reply = session->Query(command, kQueryTimeout);
+            if (!reply) {
+              const Error& e = reply.error();
+              if (e.code == Errc::kBusy) {
+                return this_api->Error(r, 409, "session_busy", "id", e.message());
+              }
+              if (e.code == Errc::kTimeout) {
+                return this_api->Error(r, 504, "driver_timeout", "", e.message());
+              }
+              return this_api->Error(r, 409, "session_unavailable", "id", e.message());
             }
-            if (e.code == Errc::kTimeout) {
-              return this_api->Error(r, 504, "driver_timeout", "", e.message());
-            }
-            return this_api->Error(r, 409, "session_unavailable", "id", e.message());
-          }
-          json out = *reply;
-          out.erase("type");
-          return JsonResponse(r, 200, Dump(out));
-        });
+            json out = *reply;
+            out.erase("type");
+            return JsonResponse(r, 200, Dump(out));
+          });
   }
 
   Api& api_;

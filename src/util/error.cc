@@ -24,6 +24,10 @@ std::string_view ErrcName(Errc code) {
       return "timeout";
     case Errc::kBusy:
       return "busy";
+    case Errc::kConflict:
+      return "conflict";
+    case Errc::kUnavailable:
+      return "unavailable";
   }
   return "internal";
 }

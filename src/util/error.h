@@ -19,6 +19,8 @@ enum class Errc {
   kInternal,          // a broken invariant on our side
   kTimeout,           // waited for something that did not happen in time
   kBusy,              // the thing is in use and cannot take more now (retry later)
+  kConflict,          // the request clashes with something that exists (an exclusive label)
+  kUnavailable,       // the service is stopping and takes nothing new
 };
 
 std::string_view ErrcName(Errc code);

@@ -19,6 +19,7 @@
 
 #include "engine/engine.h"
 #include "engine/session_manager.h"
+#include "test_engine.h"
 
 namespace polyrun::engine {
 namespace {
@@ -120,31 +121,9 @@ const std::set<std::string> kProbeKeys = {"type", "code", "cursor_pos", "expect"
 
 class SessionConformance : public ::testing::TestWithParam<SessionSpec> {
  public:
-  static void SetUpTestSuite() {
-    if (engine_) return;
-    char tmpl[] = "/tmp/polyrun-session-conformance-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    temp_dir_ = tmpl;
-    fs::create_directories(temp_dir_ + "/cache");
-    EngineConfig config;
-    config.languages_dir = POLYRUN_LANGUAGES_DIR;
-    config.cache_dir = temp_dir_ + "/cache";
-    auto e = Engine::Create(config);
-    ASSERT_TRUE(e) << "this suite needs root, user namespaces and cgroups: " << e.error().message();
-    engine_ = std::move(*e);
-  }
-  static void TearDownTestSuite() {
-    engine_.reset();
-    std::error_code ec;
-    if (!temp_dir_.empty()) fs::remove_all(temp_dir_, ec);
-  }
-
- protected:
-  static std::unique_ptr<Engine> engine_;
-  static std::string temp_dir_;
+  static void SetUpTestSuite() { sessions_test::TestEngine::Start("polyrun-session-conformance"); }
+  static void TearDownTestSuite() { sessions_test::TestEngine::Stop(); }
 };
-std::unique_ptr<Engine> SessionConformance::engine_;
-std::string SessionConformance::temp_dir_;
 
 // Checks one step's result against every key the step gives.
 void ExpectStep(const toml::value& step, const ExecutionResult& r, const std::string& where) {
@@ -223,7 +202,7 @@ TEST_P(SessionConformance, Passes) {
   const auto probes = toml::find_or<toml::array>(doc, "probe", {});
   ASSERT_FALSE(steps.empty()) << spec.file << " has no [[step]]";
 
-  SessionManager manager(*engine_, nullptr, {});
+  SessionManager manager(*sessions_test::TestEngine::engine(), nullptr, {});
   SessionRequest req;
   req.language = spec.language;
   // Generous per-execution clocks: the first import of a big library (pandas, matplotlib) in

@@ -23,6 +23,7 @@
 #include "engine/execution_service.h"
 #include "engine/session_manager.h"
 #include "store/store.h"
+#include "test_engine.h"
 #include "util/unique_fd.h"
 
 namespace polyrun::engine {
@@ -102,30 +103,15 @@ bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds bou
 
 class SessionTest : public ::testing::Test {
  public:
-  static void SetUpTestSuite() {
-    if (engine_) return;
-    char tmpl[] = "/tmp/polyrun-session-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    temp_dir_ = tmpl;
-    fs::create_directories(temp_dir_ + "/cache");
-    EngineConfig config;
-    config.languages_dir = POLYRUN_LANGUAGES_DIR;
-    config.cache_dir = temp_dir_ + "/cache";
-    auto e = Engine::Create(config);
-    ASSERT_TRUE(e) << "this suite needs root, user namespaces and cgroups: " << e.error().message();
-    engine_ = std::move(*e);
-  }
-  static void TearDownTestSuite() {
-    engine_.reset();
-    std::error_code ec;
-    if (!temp_dir_.empty()) fs::remove_all(temp_dir_, ec);
-  }
+  static void SetUpTestSuite() { sessions_test::TestEngine::Start("polyrun-session-test"); }
+  static void TearDownTestSuite() { sessions_test::TestEngine::Stop(); }
 
  protected:
-  void SetUp() override { ASSERT_TRUE(engine_); }
+  void SetUp() override { ASSERT_TRUE(sessions_test::TestEngine::engine()); }
 
   SessionManager& Manager(SessionManager::Options options = {}, store::Store* store = nullptr) {
-    manager_ = std::make_unique<SessionManager>(*engine_, store, options);
+    manager_ =
+        std::make_unique<SessionManager>(*sessions_test::TestEngine::engine(), store, options);
     return *manager_;
   }
 
@@ -171,19 +157,15 @@ class SessionTest : public ::testing::Test {
   // A SQLite store in the suite's temp dir (null when it cannot be opened); it outlives the
   // test's manager (declared first).
   store::Store* Store(const std::string& name) {
-    auto st = store::OpenStore(temp_dir_ + "/" + name);
+    auto st = store::OpenStore(sessions_test::TestEngine::dir() + "/" + name);
     EXPECT_TRUE(st) << st.error().message();
     if (st) store_ = std::move(*st);
     return store_.get();
   }
 
-  static std::unique_ptr<Engine> engine_;
-  static std::string temp_dir_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<SessionManager> manager_;
 };
-std::unique_ptr<Engine> SessionTest::engine_;
-std::string SessionTest::temp_dir_;
 
 TEST_F(SessionTest, WallTimeStopsTheCellAndKeepsState) {
   auto s = Python();
@@ -392,7 +374,7 @@ TEST_F(SessionTest, ManagerHoldsExclusiveLabels) {
   ASSERT_TRUE(a) << a.error().message();
   auto b = m.Create(req, "user");
   ASSERT_FALSE(b);
-  EXPECT_EQ(b.error().code, Errc::kBusy) << b.error().message();
+  EXPECT_EQ(b.error().code, Errc::kConflict) << b.error().message();
   EXPECT_NE(b.error().message().find((*a)->id()), std::string::npos) << b.error().message();
   // Another value of the label, or no exclusivity asked for, is fine.
   SessionRequest other = req;
