@@ -103,13 +103,20 @@ lint: build format-check
 	  --checks=-bugprone-unchecked-optional-access
 
 ## bench: cold-run latency against the bare toolchains and bubblewrap; the artifact cache; the
-## server's overhead over the library (bench/results/server.json)
+## server's overhead over the library, one-shot and in a session over WebSocket
+## (bench/results/server.json); sessions against one-shot runs per language
+## (bench/results/session.json); the polyrun-python Jupyter kernel beside ipykernel
 bench: setup
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS)
 	bench/cold_start.sh ./build-release/polyrun
 	./build-release/bench/compile_cache_bench
 	./build-release/bench/server_bench
+	./build-release/bench/session_bench
+	kernels=$$(mktemp -d) && trap 'rm -rf "$$kernels"' EXIT && \
+	  ./build-release/polyrun kernel install --prefix "$$kernels" python >/dev/null && \
+	  JUPYTER_PATH="$$kernels/share/jupyter" JUPYTER_RUNTIME_DIR="$$kernels/runtime" \
+	  bench/jupyter_bench.py
 	bench/languages.py ./build-release/polyrun
 
 clean:

@@ -7,8 +7,13 @@
 //                keep-alive connection (Boost.Beast), wired like `polyrun serve`.
 // The three are interleaved in small blocks (their order rotating) after a warm-up, so machine
 // noise lands on all of them alike. (d) − (a) is the store and queue; (b) − (d) is the HTTP
-// layer (parse, validate, serialise, loopback). Then (c): requests/s of GET /v1/languages
-// beside GET /healthz (the cheapest route) under `wrk -t2 -c32 -d5s`.
+// layer (parse, validate, serialise, loopback). Sessions the same way, `1+1` in one live Python
+// session:
+//   (s) library  Session::Execute;
+//   (w) WS       {"type":"run","session_id",…} on one /v1/ws connection until its `result`
+//                message: the service's queue and store, every event sent, the result.
+// Then (c): requests/s of GET /v1/languages beside GET /healthz (the cheapest route) under
+// `wrk -t2 -c32 -d5s`.
 //
 // Needs root (the sandbox) and wrk for (c). Prints one table and writes the figures as JSON
 // (default bench/results/server.json).
@@ -22,6 +27,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -44,6 +50,7 @@
 #include "engine/execution_service.h"
 #include "engine/language_info.h"
 #include "engine/result_json.h"
+#include "engine/session_manager.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -52,6 +59,7 @@ namespace {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
@@ -62,6 +70,7 @@ using polyrun::engine::ExecutionService;
 
 constexpr const char* kLanguage = "python";
 constexpr const char* kCode = "print(1)";
+constexpr const char* kSessionCode = "1+1";
 constexpr const char* kWrk = "wrk -t2 -c32 -d5s";
 
 struct Args {
@@ -155,6 +164,34 @@ class Client {
   net::io_context ioc_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+};
+
+// One /v1/ws connection; Run sends a run message and reads until its `result` message.
+class WsClient {
+ public:
+  explicit WsClient(uint16_t port) : ws_(ioc_) {
+    ws_.next_layer().connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    ws_.next_layer().set_option(tcp::no_delay(true));
+    ws_.handshake("127.0.0.1", "/v1/ws");
+    ws_.text(true);
+  }
+
+  // The `result` message's result; throws on a transport failure, dies on an `error` message.
+  json Run(const json& run) {
+    ws_.write(net::buffer(run.dump()));
+    for (;;) {
+      beast::flat_buffer buffer;
+      ws_.read(buffer);
+      json m = json::parse(beast::buffers_to_string(buffer.data()));
+      const std::string type = m.value("type", "");
+      if (type == "result") return m["result"];
+      if (type == "error") Die("WS: " + m.dump());
+    }
+  }
+
+ private:
+  net::io_context ioc_;
+  websocket::stream<tcp::socket> ws_;
 };
 
 // Submits one request and waits for its `finished` event; returns the folded result.
@@ -265,9 +302,10 @@ int Bench(const Args& args, const std::string& work) {
   if (!store) Die(store.error().message());
   ExecutionService::Options so;
   so.max_running = std::max(1u, std::thread::hardware_concurrency());
+  polyrun::engine::SessionManager sessions(engine, store->get(), {});
   ExecutionService service(
-      [&engine](const ExecutionRequest& r, const polyrun::engine::EventSink& sink) {
-        return engine.Run(r, sink);
+      [&engine, &sessions](const ExecutionRequest& r, const polyrun::engine::EventSink& sink) {
+        return r.session_id.empty() ? engine.Run(r, sink) : sessions.Execute(r, sink);
       },
       **store, so);
 
@@ -275,21 +313,35 @@ int Bench(const Args& args, const std::string& work) {
   options.listen = "127.0.0.1:0";
   options.shutdown_grace = std::chrono::milliseconds(2000);
   polyrun::server::ServerDeps deps{
-      service, **store,
+      service,
+      **store,
       [&languages]() -> const std::vector<polyrun::engine::LanguageInfo>& { return languages; },
       [&engine](const polyrun::engine::CheckRequest& r) { return engine.Check(r); },
       [&engine](const std::string& language) -> std::string {
         const auto* e = engine.registry().Find(language);
         return e && e->language ? e->language->entry : "main";
-      }};
+      },
+      &sessions};
   polyrun::server::Server server(options, deps);
   if (auto started = server.Start(); !started) Die(started.error().message());
   const uint16_t port = server.port();
   Client client(port);
+  WsClient ws(port);
   WaitForThreadsStarted();
+  polyrun::engine::SessionRequest session_request;
+  session_request.language = kLanguage;
+  auto made = sessions.Create(session_request);
+  if (!made) Die("session: " + made.error().message());
+  const std::shared_ptr<polyrun::engine::Session> session = *made;
+  ExecutionRequest session_exec;
+  session_exec.code = kSessionCode;
+  const json ws_run = {{"type", "run"},
+                       {"session_id", session->id()},
+                       {"code", kSessionCode},
+                       {"interactive", false}};
 
   const std::string body = json{{"language", kLanguage}, {"code", kCode}}.dump();
-  std::vector<double> library, service_ms, http_ms;
+  std::vector<double> library, service_ms, http_ms, session_ms, ws_ms;
   const std::vector<std::function<void(bool)>> paths = {
       [&](bool timed) {
         const auto t0 = Clock::now();
@@ -316,6 +368,23 @@ int Bench(const Args& args, const std::string& work) {
                    j.value("stdout", "") == "1\n",
                "HTTP", std::to_string(res.result_int()) + " " + res.body());
         if (timed) http_ms.push_back(ms);
+      },
+      [&](bool timed) {
+        const auto t0 = Clock::now();
+        ExecutionResult r = session->Execute(session_exec, nullptr);
+        const double ms = Ms(Clock::now() - t0);
+        Expect(r.status == polyrun::engine::Status::kOk && r.result.value("text/plain", "") == "2",
+               "session",
+               polyrun::engine::ToJson(r).dump(-1, ' ', false, json::error_handler_t::replace));
+        if (timed) session_ms.push_back(ms);
+      },
+      [&](bool timed) {
+        const auto t0 = Clock::now();
+        json r = ws.Run(ws_run);
+        const double ms = Ms(Clock::now() - t0);
+        Expect(r.value("status", "") == "ok" && r["result"].value("text/plain", "") == "2",
+               "WS session", r.dump());
+        if (timed) ws_ms.push_back(ms);
       },
   };
 
@@ -344,8 +413,10 @@ int Bench(const Args& args, const std::string& work) {
     langs = WrkRequestsPerSecond(base + "/v1/languages");
   }
   server.Stop();
+  sessions.Shutdown();
 
   const Summary a = Summarise(library), d = Summarise(service_ms), h = Summarise(http_ms);
+  const Summary sl = Summarise(session_ms), sw = Summarise(ws_ms);
   const double overhead = h.median - a.median;
   const double ratio = h.median / a.median;
   std::optional<double> rps_ratio;
@@ -362,6 +433,14 @@ int Bench(const Args& args, const std::string& work) {
               overhead, ratio);
   std::printf("  store+queue  median(d) - median(a)  %8.2f ms\n", d.median - a.median);
   std::printf("  HTTP layer   median(b) - median(d)  %8.2f ms\n", h.median - d.median);
+  std::printf("\n%-44s %9s %9s %9s\n", "session `1+1` (ms per execution)", "median", "p90", "p99");
+  auto row3 = [](const char* name, const Summary& s) {
+    std::printf("%-44s %9.3f %9.3f %9.3f\n", name, s.median, s.p90, s.p99);
+  };
+  row3("(s) library    Session::Execute", sl);
+  row3("(w) WS         run with session_id", sw);
+  std::printf("WS overhead    median(w) - median(s)  %8.3f ms   ratio %.2f\n",
+              sw.median - sl.median, sw.median / sl.median);
   std::printf("\n(c) %-40s %12s\n", kWrk, "requests/s");
   auto rps = [](const char* name, const std::optional<double>& v) {
     if (v) {
@@ -387,6 +466,10 @@ int Bench(const Args& args, const std::string& work) {
       {"http_ratio", ratio},
       {"store_queue_overhead_ms", d.median - a.median},
       {"http_layer_ms", h.median - d.median},
+      {"session_code", kSessionCode},
+      {"session_library_ms", SummaryJson(sl)},
+      {"session_ws_ms", SummaryJson(sw)},
+      {"session_ws_overhead_ms", sw.median - sl.median},
       {"wrk", kWrk},
       {"healthz_rps", OrNull(healthz)},
       {"languages_rps", OrNull(langs)},

@@ -7,7 +7,8 @@
 // Session::Start to ready.
 //
 // Needs root (the sandbox). Prints one table and writes the figures as JSON (default
-// bench/results/session.json). Over WebSocket and through Jupyter: bench/jupyter_bench.py.
+// bench/results/session.json). Over WebSocket: server_bench; through Jupyter:
+// bench/jupyter_bench.py.
 //
 //   session_bench [--runs N] [--languages python,javascript,…] [--out FILE]
 #include <algorithm>
