@@ -102,16 +102,19 @@ lint: build format-check
 	git ls-files 'src/*_test.cc' | xargs -P $(JOBS) -n 1 clang-tidy-19 -p build --quiet \
 	  --checks=-bugprone-unchecked-optional-access
 
-## bench: cold-run latency against the bare toolchains and bubblewrap; the artifact cache; the
-## server's overhead over the library, one-shot and in a session over WebSocket
-## (bench/results/server.json); sessions against one-shot runs per language
-## (bench/results/session.json); the polyrun-python Jupyter kernel beside ipykernel
+## bench: the suite of docs/performance.md, figures in bench/results/: cold-run latency against
+## the bare toolchains and bubblewrap; cold against warm (pooled) runs beside the bare
+## interpreter; the artifact cache; the server's overhead over the library, cold, warm, and in a
+## session over WebSocket; sessions against one-shot runs per language; the polyrun-python
+## Jupyter kernel beside ipykernel; every language's hello world
 bench: setup
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS)
 	bench/cold_start.sh ./build-release/polyrun
+	./build-release/bench/warm_bench
 	./build-release/bench/compile_cache_bench
 	./build-release/bench/server_bench
+	./build-release/bench/server_bench --warm-pools
 	./build-release/bench/session_bench
 	kernels=$$(mktemp -d) && trap 'rm -rf "$$kernels"' EXIT && \
 	  ./build-release/polyrun kernel install --prefix "$$kernels" python >/dev/null && \

@@ -18,7 +18,11 @@
 // Needs root (the sandbox) and wrk for (c). Prints one table and writes the figures as JSON
 // (default bench/results/server.json).
 //
-//   server_bench [--runs N] [--block B] [--out FILE]
+// With --warm-pools the engine keeps warm pools (docs/performance.md) and every one-shot run
+// starts once a warm sandbox is ready (off the clock): (a), (d) and (b) are then warm runs, and
+// the figures go to bench/results/server_warm.json.
+//
+//   server_bench [--runs N] [--block B] [--warm-pools] [--out FILE]
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -76,7 +80,8 @@ constexpr const char* kWrk = "wrk -t2 -c32 -d5s";
 struct Args {
   size_t runs = 200;
   size_t block = 10;
-  std::string out = POLYRUN_BENCH_RESULTS "/server.json";
+  std::string out;
+  bool warm = false;
 };
 
 // Thrown up to main, which reports it and removes the work directory.
@@ -101,9 +106,14 @@ Args ParseArgs(int argc, char** argv) {
       a.block = count(i);
     } else if (arg == "--out" && i + 1 < argc) {
       a.out = argv[++i];
+    } else if (arg == "--warm-pools") {
+      a.warm = true;
     } else {
-      Die("usage: server_bench [--runs N] [--block B] [--out FILE]");
+      Die("usage: server_bench [--runs N] [--block B] [--warm-pools] [--out FILE]");
     }
+  }
+  if (a.out.empty()) {
+    a.out = std::string(POLYRUN_BENCH_RESULTS) + (a.warm ? "/server_warm.json" : "/server.json");
   }
   return a;
 }
@@ -295,6 +305,17 @@ int Bench(const Args& args, const std::string& work) {
   if (!created) Die(created.error().message());
   Engine& engine = **created;
   engine.registry().ProbeVersions(cfg.cache_dir);
+  if (args.warm) engine.StartWarmPools();
+  const std::string start_kind = args.warm ? "warm" : "cold";
+  // Warm: each run starts once the pool has a sandbox ready; the refill is off the clock.
+  auto await_ready = [&] {
+    if (!args.warm) return;
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (engine.WarmPoolStats()[kLanguage].ready == 0) {
+      if (Clock::now() > deadline) Die("no warm sandbox within 60 s");
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  };
   const std::vector<polyrun::engine::LanguageInfo> languages =
       polyrun::engine::LanguageInfos(engine.registry(), "");
 
@@ -321,7 +342,8 @@ int Bench(const Args& args, const std::string& work) {
         const auto* e = engine.registry().Find(language);
         return e && e->language ? e->language->entry : "main";
       },
-      &sessions};
+      &sessions,
+      [&engine] { return engine.WarmPoolStats(); }};
   polyrun::server::Server server(options, deps);
   if (auto started = server.Start(); !started) Die(started.error().message());
   const uint16_t port = server.port();
@@ -344,28 +366,35 @@ int Bench(const Args& args, const std::string& work) {
   std::vector<double> library, service_ms, http_ms, session_ms, ws_ms;
   const std::vector<std::function<void(bool)>> paths = {
       [&](bool timed) {
+        await_ready();
         const auto t0 = Clock::now();
         ExecutionResult r = engine.Run(Request());
         const double ms = Ms(Clock::now() - t0);
-        Expect(r.status == polyrun::engine::Status::kOk && r.stdout_text == "1\n", "library",
+        Expect(r.status == polyrun::engine::Status::kOk && r.stdout_text == "1\n" &&
+                   r.usage.start == start_kind,
+               "library",
                polyrun::engine::ToJson(r).dump(-1, ' ', false, json::error_handler_t::replace));
         if (timed) library.push_back(ms);
       },
       [&](bool timed) {
+        await_ready();
         const auto t0 = Clock::now();
         ExecutionResult r = RunThroughService(service);
         const double ms = Ms(Clock::now() - t0);
-        Expect(r.status == polyrun::engine::Status::kOk && r.stdout_text == "1\n", "service",
+        Expect(r.status == polyrun::engine::Status::kOk && r.stdout_text == "1\n" &&
+                   r.usage.start == start_kind,
+               "service",
                polyrun::engine::ToJson(r).dump(-1, ' ', false, json::error_handler_t::replace));
         if (timed) service_ms.push_back(ms);
       },
       [&](bool timed) {
+        await_ready();
         const auto t0 = Clock::now();
         auto res = client.Post("/v1/executions?wait=true", body);
         const double ms = Ms(Clock::now() - t0);
         json j = json::parse(res.body(), nullptr, false);
         Expect(res.result_int() == 200 && !j.is_discarded() && j.value("status", "") == "ok" &&
-                   j.value("stdout", "") == "1\n",
+                   j.value("stdout", "") == "1\n" && j["usage"].value("start", "") == start_kind,
                "HTTP", std::to_string(res.result_int()) + " " + res.body());
         if (timed) http_ms.push_back(ms);
       },
@@ -388,9 +417,9 @@ int Bench(const Args& args, const std::string& work) {
       },
   };
 
-  std::cout << "server_bench: " << kLanguage << " `" << kCode << "`, " << args.runs
-            << " runs per path in blocks of " << args.block << ", server on 127.0.0.1:" << port
-            << "\n"
+  std::cout << "server_bench: " << kLanguage << " `" << kCode << "` (" << start_kind << " runs), "
+            << args.runs << " runs per path in blocks of " << args.block
+            << ", server on 127.0.0.1:" << port << "\n"
             << std::flush;
   for (int i = 0; i < 10; ++i) {
     for (const auto& p : paths) p(false);
@@ -457,6 +486,7 @@ int Bench(const Args& args, const std::string& work) {
   const json out = {
       {"language", kLanguage},
       {"code", kCode},
+      {"start", start_kind},
       {"runs", args.runs},
       {"block", args.block},
       {"library_ms", SummaryJson(a)},

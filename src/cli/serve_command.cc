@@ -114,7 +114,10 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
         const auto* e = eng.registry().Find(language);
         return e && e->language ? e->language->entry : "main";
       },
-      &sessions};
+      &sessions,
+      [&eng] { return eng.WarmPoolStats(); }};
+  // Filled in the background while the server starts: the first runs may still be cold.
+  eng.StartWarmPools();
 
   server::Server srv(serve.server, deps);
   if (auto started = srv.Start(); !started) return Fatal(started.error().message());

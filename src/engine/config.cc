@@ -11,7 +11,7 @@ namespace polyrun::engine {
 
 namespace {
 
-constexpr std::array<OptionDecl, 6> kSettings = {{
+constexpr std::array<OptionDecl, 8> kSettings = {{
     {"languages_dir", "languages-dir", OptionType::kString, "",
      "Directory of language folders (default: $POLYRUN_LANGUAGES, else the languages/ folder "
      "beside the binary's build or install tree)"},
@@ -22,6 +22,12 @@ constexpr std::array<OptionDecl, 6> kSettings = {{
      "Bound of the compiled-artifact cache in cache_dir/artifacts (least recently used entries "
      "are evicted; 0 turns the cache off)",
      0, UINT64_MAX},
+    {"warm_pool_size", "", OptionType::kCount, "2",
+     "Warm sandboxes kept ready per language with a warm bootstrap, at most (the pool grows to "
+     "this under demand and shrinks when idle; 0 turns warm pools off). Servers only",
+     0, 64},
+    {"warm_pool_memory", "", OptionType::kSize, "1G",
+     "Bound of the memory the waiting warm sandboxes use together", 0, UINT64_MAX},
     {"sandbox.cgroup_root", "", OptionType::kString, "",
      "cgroup v2 directory under which runs get their cgroups (default: polyrun's own cgroup)"},
     {"sandbox.uid", "", OptionType::kCount, "",
@@ -56,7 +62,8 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
       auto s = GetString(value, key);
       if (!s) return std::unexpected(s.error());
       (key == "languages_dir" ? cfg.languages_dir : cfg.cache_dir) = *s;
-    } else if (key == "artifact_cache_size") {
+    } else if (key == "artifact_cache_size" || key == "warm_pool_size" ||
+               key == "warm_pool_memory") {
       const OptionDecl& decl = *std::find_if(kSettings.begin(), kSettings.end(),
                                              [&](const OptionDecl& d) { return d.name == key; });
       Result<uint64_t> n = value.is_integer() && value.as_integer() >= 0
@@ -64,7 +71,9 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
                            : value.is_string() ? ParseOptionNumber(decl, value.as_string().str)
                                                : Fail(Errc::kParse, key + ": expected a size");
       if (!n) return std::unexpected(n.error());
-      cfg.artifact_cache_bytes = *n;
+      (key == "artifact_cache_size" ? cfg.artifact_cache_bytes
+       : key == "warm_pool_memory"  ? cfg.warm_pool_memory
+                                    : cfg.warm_pool_size) = *n;
     } else if (key == "sandbox") {
       if (!value.is_table()) return Fail(Errc::kParse, "sandbox: expected a table");
       for (const auto& [k, v] : value.as_table()) {

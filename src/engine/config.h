@@ -19,6 +19,8 @@ struct EngineConfig {
   int64_t sandbox_uid = -1;   // host uid the sandbox user maps to; -1: nobody (as root)
   int64_t sandbox_gid = -1;
   uint64_t artifact_cache_bytes = 1ull << 30;  // compiled-artifact cache bound; 0: off
+  size_t warm_pool_size = 2;                   // per language, at most; 0: no warm pools
+  uint64_t warm_pool_memory = 1ull << 30;      // the waiting sandboxes' memory together
   languages::LimitSet limits;                  // [limits]: global run defaults
   languages::LimitSet compile_limits;          // [compile_limits]: global compile-stage defaults
   languages::LimitSet ceiling;                 // [ceiling]: no request may exceed these

@@ -36,6 +36,31 @@ bool ValidEnvName(const std::string& k) {
 }
 
 // `base` ("KEY=VALUE" entries) with `vars` set on top, each replacing an earlier KEY.
+// What a warm bootstrap reads first on its stdin (languages/python/warm.py): a line with the
+// header's length, the JSON header, then the files' bytes in the header's order. Nullopt when a
+// name or argument is not UTF-8 (JSON cannot carry it): such a run goes cold.
+std::optional<std::string> WarmHeader(const std::vector<sandbox::SandboxFile>& files,
+                                      const std::string& entry,
+                                      const std::vector<std::string>& args) {
+  json header = {{"entry", entry}, {"args", args}, {"files", json::array()}};
+  size_t bytes = 0;
+  for (const auto& f : files) {
+    header["files"].push_back(
+        {{"name", f.name}, {"size", f.content.size()}, {"executable", f.executable}});
+    bytes += f.content.size();
+  }
+  std::string text;
+  try {
+    text = header.dump(-1, ' ', false, json::error_handler_t::strict);
+  } catch (const json::type_error&) {
+    return std::nullopt;
+  }
+  std::string out = std::to_string(text.size()) + "\n" + text;
+  out.reserve(out.size() + bytes);
+  for (const auto& f : files) out += f.content;
+  return out;
+}
+
 std::vector<std::string> WithVars(std::vector<std::string> base,
                                   const std::map<std::string, std::string>& vars) {
   for (const auto& [k, v] : vars) {
@@ -389,6 +414,61 @@ Result<SessionLaunch> Engine::PrepareSession(const SessionRequest& req,
   return launch;
 }
 
+Result<sandbox::SandboxSpec> Engine::WarmSpec(const languages::Language& lang) {
+  auto limits = StageLimits(lang, {}, false);
+  if (!limits) return std::unexpected(limits.error());
+  sandbox::SandboxSpec spec;
+  spec.argv = ExpandCommand(lang.warm->command, lang.entry, {}, {}, *limits);
+  spec.env = RecipeEnv(kSandboxEnv, lang.run, lang.entry, *limits);
+  spec.binds = languages::BindsFor(lang, *lang.warm);
+  spec.extra_syscalls = lang.syscalls;
+  spec.frames_channel = true;  // the bootstrap's 'R': ready
+  spec.limits = ToSandboxLimits(*limits);
+  // A run's clocks are its own (Sandbox::Claim); the tree's CPU rlimit, the second fence
+  // behind the cgroup's accounting, must admit the largest limit a run may ask for.
+  const auto ceiling = config_.ceiling[Limit::kCpuTime];
+  spec.limits.cpu_time = std::chrono::milliseconds(ceiling ? *ceiling : 3'600'000);
+  return spec;
+}
+
+void Engine::StartWarmPools() {
+  if (warm_ || config_.warm_pool_size == 0) return;
+  std::map<std::string, sandbox::SandboxSpec> specs;
+  std::lock_guard lock(registry_mu_);
+  for (const auto& entry : registry_.entries()) {
+    const languages::Language* lang = entry.language.get();
+    if (!entry.usable || lang == nullptr || !lang->warm || lang->compile) continue;
+    if (auto spec = WarmSpec(*lang); spec) specs.emplace(lang->id, std::move(*spec));
+  }
+  WarmPool::Options options;
+  options.max_per_language = config_.warm_pool_size;
+  options.memory_budget = config_.warm_pool_memory;
+  warm_ = std::make_unique<WarmPool>(*sandbox_, std::move(specs), options);
+}
+
+std::map<std::string, WarmPool::Stats> Engine::WarmPoolStats() {
+  return warm_ ? warm_->stats() : std::map<std::string, WarmPool::Stats>{};
+}
+
+std::optional<sandbox::PreparedSandbox> Engine::TakeWarm(const languages::Language& lang,
+                                                         const ExecutionRequest& req,
+                                                         const LimitSet& limits) {
+  if (!warm_ || !warm_->Serves(lang.id)) return std::nullopt;
+  // The bootstrap starts with [run]'s environment: variables the interpreter reads at start-up
+  // (PYTHONPATH, NODE_OPTIONS…) could not take effect later.
+  if (!req.env.empty() || req.network) return std::nullopt;
+  // The tree was built with the language's default limits; a run's clocks and output caps are
+  // its own, everything else must be what the tree has.
+  const sandbox::SandboxLimits& built = warm_->SpecOf(lang.id)->limits;
+  const sandbox::SandboxLimits wanted = ToSandboxLimits(limits);
+  auto tree = [](const sandbox::SandboxLimits& l) {
+    return std::tie(l.memory_bytes, l.processes, l.file_size_bytes, l.open_files, l.stack_bytes,
+                    l.work_dir_bytes, l.tmp_bytes);
+  };
+  if (tree(wanted) != tree(built)) return std::nullopt;
+  return warm_->Take(lang.id);
+}
+
 CheckReport Engine::Check(const CheckRequest& req) {
   CheckReport report;
   if (req.files.empty()) {
@@ -590,7 +670,8 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       stage.stdout_truncated = outcome->stdout_truncated;
       stage.stderr_truncated = outcome->stderr_truncated;
       stage.usage = {static_cast<uint64_t>(outcome->wall.count()),
-                     static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes};
+                     static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes,
+                     "cold"};
       stage.diagnostics = languages::ParseDiagnostics(
           lang.errors, outcome->stderr_data + "\n" + outcome->stdout_data);
       if (v.status == Status::kOk) {
@@ -656,13 +737,24 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     rec.Emit(s == sandbox::Stream::kStdout ? Event::Kind::kStdout : Event::Kind::kStderr, nullptr,
              std::string(chunk));
   };
-  auto outcome = sandbox_->Run(spec);
+  std::optional<sandbox::PreparedSandbox> warm;
+  std::optional<std::string> header;
+  if (!lang.compile && lang.warm && warm_) header = WarmHeader(spec.files, entry_name, req.args);
+  if (header) warm = TakeWarm(lang, req, *limits);
+  Result<sandbox::SandboxOutcome> outcome;
+  if (warm) {
+    // The bootstrap reads the run (header, files) from stdin, then the program its own stdin.
+    spec.stdin_data = std::move(*header) + req.stdin_data;
+    outcome = sandbox_->Claim(std::move(*warm), spec);
+  } else {
+    outcome = sandbox_->Run(spec);
+  }
   if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
   Verdict v = Judge(*outcome, *limits, false, spec.argv[0].starts_with("/work/"));
   final_extra["limit"] = v.limit;
-  final_extra["usage"] =
-      ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
-                   static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes});
+  final_extra["usage"] = ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
+                                      static_cast<uint64_t>(outcome->cpu.count()),
+                                      outcome->memory_peak_bytes, warm ? "warm" : "cold"});
   final_extra["truncated"] = {{"stdout", outcome->stdout_truncated},
                               {"stderr", outcome->stderr_truncated}};
   if (outcome->termination == Termination::kExited) final_extra["exit_code"] = outcome->exit_code;

@@ -11,6 +11,7 @@
 #include "engine/request.h"
 #include "engine/result.h"
 #include "engine/session.h"
+#include "engine/warm_pool.h"
 #include "languages/registry.h"
 #include "sandbox/sandbox.h"
 
@@ -53,12 +54,28 @@ class Engine {
                                        std::chrono::milliseconds lifetime);
   sandbox::Sandbox& sandbox() { return *sandbox_; }
 
+  // Starts warm pools (config warm_pool_size, warm_pool_memory) for every language with a warm
+  // bootstrap; from then on Run takes a warm sandbox when the request allows it (see
+  // docs/performance.md) and runs cold otherwise. For long-lived processes (the server): the
+  // pools fill in the background. Call at most once, before runs start.
+  void StartWarmPools();
+  // The pools' figures per language; empty without warm pools.
+  std::map<std::string, WarmPool::Stats> WarmPoolStats();
+
   languages::Registry& registry() { return registry_; }
   const EngineConfig& config() const { return config_; }
   // The language's installed version (probed once, cached).
   std::string VersionOf(const std::string& id);
 
  private:
+  // The warm sandbox's spec for a language with a warm bootstrap.
+  Result<sandbox::SandboxSpec> WarmSpec(const languages::Language& lang);
+  // A warm sandbox for this run, or nullopt: the language has none ready, or the request
+  // needs what a warm sandbox was not built with (env, other memory or process limits…).
+  std::optional<sandbox::PreparedSandbox> TakeWarm(const languages::Language& lang,
+                                                   const ExecutionRequest& req,
+                                                   const languages::LimitSet& limits);
+
   // The limits of a stage: compile (true) or run, from `requested` over config and manifest;
   // `own` (a check recipe's) over the manifest's stage defaults.
   Result<languages::LimitSet> StageLimits(const languages::Language& lang,
@@ -75,6 +92,7 @@ class Engine {
   std::mutex registry_mu_;
   std::unique_ptr<sandbox::Sandbox> sandbox_;
   ArtifactCache cache_;
+  std::unique_ptr<WarmPool> warm_;  // declared last: destroyed first, before the sandbox
 };
 
 // A new execution id: time-ordered, unique, URL-safe ("ex_" + 26 chars).

@@ -33,6 +33,9 @@ struct Usage {
   uint64_t wall_ms = 0;
   uint64_t cpu_ms = 0;
   uint64_t memory_bytes = 0;  // peak
+  // How the code's process started: "cold" (a sandbox built for it), "warm" (a sandbox taken
+  // from a warm pool, its interpreter already loaded) or "session" (a live session's driver).
+  std::string start;
 };
 
 // One entry of a result's ordered outputs: a run of stream text, or a display (rich output).

@@ -94,12 +94,14 @@ languages::Diagnostic DiagnosticFromJson(const json& j) {
 }
 
 json ToJson(const Usage& u) {
-  return {{"wall_ms", u.wall_ms}, {"cpu_ms", u.cpu_ms}, {"memory_bytes", u.memory_bytes}};
+  json j = {{"wall_ms", u.wall_ms}, {"cpu_ms", u.cpu_ms}, {"memory_bytes", u.memory_bytes}};
+  if (!u.start.empty()) j["start"] = u.start;
+  return j;
 }
 
 Usage UsageFromJson(const json& j) {
   return {j.value("wall_ms", uint64_t{0}), j.value("cpu_ms", uint64_t{0}),
-          j.value("memory_bytes", uint64_t{0})};
+          j.value("memory_bytes", uint64_t{0}), j.value("start", std::string())};
 }
 
 json LimitsToJson(const languages::LimitSet& l) {

@@ -601,9 +601,9 @@ ExecutionResult Session::Execute(const ExecutionRequest& req, const EventSink& s
   const bool died = !killed && driver_ && driver_->exited;
   const std::string death = died ? driver_->exit_reason : "";
   const auto termination = died ? driver_->termination : sandbox::Termination::kExited;
-  final_extra["usage"] =
-      ToJson(Usage{MsBetween(start, Clock::now()),
-                   (cpu_ns - std::min(cpu_ns, t.cpu_start_ns)) / 1'000'000, info_.memory_bytes});
+  final_extra["usage"] = ToJson(Usage{MsBetween(start, Clock::now()),
+                                      (cpu_ns - std::min(cpu_ns, t.cpu_start_ns)) / 1'000'000,
+                                      info_.memory_bytes, "session"});
   if (t.error) final_extra["error"] = ToJson(*t.error);
   final_extra["truncated"] = {{"stdout", t.stdout_truncated}, {"stderr", t.stderr_truncated}};
   if (!t.result.is_null()) final_extra["result"] = t.result;

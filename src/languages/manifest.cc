@@ -275,6 +275,15 @@ Result<Language> ParseRoot(Table& t) {
     POLYRUN_TRY(session_recipe, ParseRecipe(*session, false));
     lang.session = std::move(session_recipe);
   }
+  POLYRUN_TRY(warm, t.Sub("warm"));
+  if (warm) {
+    POLYRUN_TRY(warm_recipe, ParseRecipe(*warm, false));
+    if (!warm_recipe.env.empty() || warm_recipe.limits.values != LimitSet{}.values) {
+      return Fail(Errc::kParse,
+                  "warm: takes only `command`; the environment and limits are [run]'s");
+    }
+    lang.warm = std::move(warm_recipe);
+  }
   POLYRUN_TRY(detect, t.Sub("detect"));
   if (detect) {
     POLYRUN_TRY(patterns, detect->Regexes("patterns"));

@@ -80,6 +80,10 @@ struct Language {
   // The session driver (docs/sessions.md): started once per session, speaks the driver
   // protocol. Absent: the language has no sessions.
   std::optional<Recipe> session;
+  // The warm bootstrap (docs/performance.md): started ahead of need in a pool sandbox; loads the
+  // interpreter, writes 'R' on fd 3 and closes it, then reads one run from stdin and runs it as
+  // [run] would. Absent: the language's runs are always cold.
+  std::optional<Recipe> warm;
   std::string package_manager;
   std::string dir;  // the folder the manifest came from
 };

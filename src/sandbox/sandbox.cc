@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -243,7 +244,103 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
   return std::unique_ptr<Sandbox>(new Sandbox(std::move(config)));
 }
 
+// A started tree between Prepare and Supervise. Destroying one that was never supervised kills
+// the tree, reaps its init and removes its cgroup.
+struct StartedTree {
+  UniqueFd pid_fd;
+  std::unique_ptr<Cgroup> cgroup;
+  UniqueFd stdin_w, out_r, err_r, st_r, fr_r;
+  Clock::time_point start;
+  size_t status_cap = 0;
+
+  StartedTree() = default;
+  StartedTree(const StartedTree&) = delete;
+  StartedTree& operator=(const StartedTree&) = delete;
+  ~StartedTree() {
+    if (!pid_fd.valid()) return;
+    ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
+    siginfo_t info{};
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
+    if (cgroup) [[maybe_unused]]
+      auto removed = cgroup->Remove();
+  }
+};
+
+PreparedSandbox::PreparedSandbox(std::unique_ptr<StartedTree> tree) : tree_(std::move(tree)) {}
+PreparedSandbox::PreparedSandbox(PreparedSandbox&&) noexcept = default;
+PreparedSandbox& PreparedSandbox::operator=(PreparedSandbox&&) noexcept = default;
+PreparedSandbox::~PreparedSandbox() = default;
+
+Result<void> PreparedSandbox::WaitReady(std::chrono::milliseconds timeout) {
+  if (!tree_ || !tree_->fr_r.valid()) {
+    return Fail(Errc::kInvalidArgument, "sandbox: not prepared with a frames channel");
+  }
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    pollfd p{tree_->fr_r.get(), POLLIN, 0};
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    const int ready = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return SysFail("poll", "sandbox readiness");
+    if (ready == 0) return Fail(Errc::kTimeout, "sandbox: the program was not ready in time");
+    char c = 0;
+    const ssize_t n = ::read(tree_->fr_r.get(), &c, 1);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n != 1 || c != 'R') {
+      // What it said on stderr (non-blocking: the pipe is ours) is the operator's best clue.
+      std::string said;
+      SetNonBlocking(tree_->err_r.get());
+      Drain(tree_->err_r.get(), [&](std::string_view chunk) {
+        said.append(chunk.substr(0, std::min<size_t>(chunk.size(), 2048 - said.size())));
+      });
+      return Fail(Errc::kInternal,
+                  "sandbox: the program ended or wrote something else before it was ready" +
+                      (said.empty() ? std::string() : ": " + said));
+    }
+    tree_->fr_r.reset();  // the program closes its end: a run has no fd 3
+    return {};
+  }
+}
+
+bool PreparedSandbox::Healthy() const {
+  if (!tree_ || !tree_->pid_fd.valid()) return false;
+  // Alive, and silent since it was started: a byte on fd 1 or 2 or a status report would
+  // become the next run's.
+  pollfd p[4] = {{tree_->pid_fd.get(), POLLIN, 0},
+                 {tree_->out_r.get(), POLLIN, 0},
+                 {tree_->err_r.get(), POLLIN, 0},
+                 {tree_->st_r.get(), POLLIN, 0}};
+  return ::poll(p, 4, 0) == 0;
+}
+
+uint64_t PreparedSandbox::MemoryPeakBytes() const {
+  if (!tree_ || !tree_->cgroup) return 0;
+  auto u = tree_->cgroup->Usage();
+  return u ? u->memory_peak_bytes : 0;
+}
+
 Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
+  auto prepared = Prepare(spec, /*keep_stdin=*/false);
+  if (!prepared) return std::unexpected(prepared.error());
+  auto& tree = *prepared->tree_;
+  return Supervise(tree, spec, tree.start, 0);
+}
+
+Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpec& run) {
+  if (!prepared.tree_ || !prepared.tree_->pid_fd.valid()) {
+    return Fail(Errc::kInvalidArgument, "sandbox: claimed an empty or used prepared sandbox");
+  }
+  StartedTree& tree = *prepared.tree_;
+  uint64_t cpu_base = 0;
+  if (auto u = tree.cgroup->Usage(); u) cpu_base = u->cpu_ns;
+  return Supervise(tree, run, Clock::now(), cpu_base);
+}
+
+Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec) {
+  return Prepare(spec, /*keep_stdin=*/true);
+}
+
+Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdin) {
   if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/') {
     return Fail(Errc::kInvalidArgument, "sandbox: argv[0] must be an absolute path");
   }
@@ -370,7 +467,10 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   plan.sync_fd = sync->read.get();
   plan.frames_fd = frames ? frames->write.get() : -1;
 
-  std::string name = "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_);
+  // Process-wide: two Sandbox objects in one process (a server's engine beside a tool's) must
+  // never name the same cgroup, or one's cleanup would kill the other's tree.
+  static std::atomic<uint64_t> counter{0};
+  std::string name = "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   auto cgroup = config_.cgroups->Create(name, {lim.memory_bytes, lim.processes});
   if (!cgroup) return std::unexpected(cgroup.error());
 
@@ -409,7 +509,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   sync->read.reset();
   if (frames) frames->write.reset();
 
-  auto abort_child = [&](const Error& e) -> Result<SandboxOutcome> {
+  auto abort_child = [&](const Error& e) -> Result<PreparedSandbox> {
     ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
     siginfo_t info{};
     ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
@@ -435,18 +535,36 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     return abort_child(Error{Errc::kSyscall, "sandbox go", "write", errno});
   sync->write.reset();
 
-  // ---- supervise ------------------------------------------------------------------------
+  auto tree = std::make_unique<StartedTree>();
+  tree->pid_fd = std::move(pid_fd);
+  tree->cgroup = std::move(*cgroup);
+  tree->stdin_w = std::move(in->write);
+  tree->out_r = std::move(out->read);
+  tree->err_r = std::move(err->read);
+  tree->st_r = std::move(status->read);
+  if (frames) tree->fr_r = std::move(frames->read);
+  tree->start = start;
+  tree->status_cap = sizeof(InitReport) + spec.collect_max_bytes +
+                     spec.collect.size() * (sizeof(ArtifactHeader) + 4096);
+  if (!keep_stdin && spec.stdin_fd < 0 && spec.stdin_data.empty()) tree->stdin_w.reset();
+  return PreparedSandbox(std::move(tree));
+}
+
+Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& spec,
+                                          Clock::time_point start, uint64_t cpu_base_ns) {
+  const SandboxLimits& lim = spec.limits;
+  UniqueFd& pid_fd = tree.pid_fd;
+  Cgroup& cg = *tree.cgroup;
   SandboxOutcome outcome;
   std::optional<Termination> killed_for;
   auto kill_tree = [&](Termination why) {
     if (!killed_for) killed_for = why;
     ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
-    (*cgroup)->KillAll();
+    cg.KillAll();
   };
 
   std::string status_buf;
-  const size_t status_cap = sizeof(InitReport) + spec.collect_max_bytes +
-                            spec.collect.size() * (sizeof(ArtifactHeader) + 4096);
+  const size_t status_cap = tree.status_cap;
   uint64_t total_out = 0;
   auto capture = [&](Stream stream, std::string_view chunk) {
     if (!spec.retain_output) {
@@ -472,15 +590,15 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   };
 
   std::string_view stdin_left = spec.stdin_data;
-  UniqueFd stdin_w = std::move(in->write);
-  SetNonBlocking(stdin_w.get());
+  UniqueFd stdin_w = std::move(tree.stdin_w);
+  if (stdin_w.valid()) SetNonBlocking(stdin_w.get());
   std::string pump_buf;  // bytes read from spec.stdin_fd not yet written
   bool pump_eof = spec.stdin_fd < 0;
   if (spec.stdin_fd < 0 && stdin_left.empty()) stdin_w.reset();
 
-  UniqueFd out_r = std::move(out->read), err_r = std::move(err->read),
-           st_r = std::move(status->read);
-  UniqueFd fr_r = frames ? std::move(frames->read) : UniqueFd();
+  UniqueFd out_r = std::move(tree.out_r), err_r = std::move(tree.err_r),
+           st_r = std::move(tree.st_r);
+  UniqueFd fr_r = std::move(tree.fr_r);
   for (int fd : {out_r.get(), err_r.get(), st_r.get(), fr_r.get()}) {
     if (fd >= 0) SetNonBlocking(fd);
   }
@@ -612,12 +730,12 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
     now = Clock::now();
     if (now >= next_tick && !init_done) {
       next_tick = now + kTick;
-      if (auto u = (*cgroup)->Usage(); u) {
-        cpu_ns = std::max(cpu_ns, u->cpu_ns);
+      if (auto u = cg.Usage(); u) {
+        cpu_ns = std::max(cpu_ns, u->cpu_ns - std::min(u->cpu_ns, cpu_base_ns));
         outcome.memory_peak_bytes = std::max(outcome.memory_peak_bytes, u->memory_peak_bytes);
         if (spec.on_usage) spec.on_usage(cpu_ns, outcome.memory_peak_bytes);
         if (u->oom_kills > 0 && !killed_for) kill_tree(Termination::kMemoryLimit);
-        if (u->cpu_ns > static_cast<uint64_t>(lim.cpu_time.count()) * 1'000'000 && !killed_for) {
+        if (cpu_ns > static_cast<uint64_t>(lim.cpu_time.count()) * 1'000'000 && !killed_for) {
           kill_tree(Termination::kCpuTimeout);
         }
       }
@@ -627,14 +745,15 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
 
   siginfo_t info{};
   ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
+  pid_fd.reset();  // reaped: the tree's destructor has nothing left to kill
   outcome.wall = std::chrono::duration_cast<Millis>(Clock::now() - start);
-  if (auto u = (*cgroup)->Usage(); u) {
-    cpu_ns = std::max(cpu_ns, u->cpu_ns);
+  if (auto u = cg.Usage(); u) {
+    cpu_ns = std::max(cpu_ns, u->cpu_ns - std::min(u->cpu_ns, cpu_base_ns));
     outcome.memory_peak_bytes = std::max(outcome.memory_peak_bytes, u->memory_peak_bytes);
     if (u->oom_kills > 0 && !killed_for) killed_for = Termination::kMemoryLimit;
   }
   outcome.cpu = Millis(cpu_ns / 1'000'000);
-  if (auto r = (*cgroup)->Remove(); !r && outcome.setup_error.empty()) {
+  if (auto r = cg.Remove(); !r && outcome.setup_error.empty()) {
     outcome.setup_error = "cgroup cleanup: " + r.error().message();
   }
 

@@ -2,7 +2,7 @@
 
 #include <sys/types.h>
 
-#include <atomic>
+#include <chrono>
 #include <memory>
 
 #include "sandbox/cgroup.h"
@@ -23,6 +23,33 @@ struct SandboxConfig {
   std::vector<std::string> staging_dirs = {"/tmp", "/mnt", "/srv", "/media"};
 };
 
+struct StartedTree;
+
+// A tree built and started ahead of its run (a warm pool's entry): namespaces, root, cgroup,
+// seccomp and the program are in place, the program typically blocked reading its stdin, and
+// nothing supervises it until Sandbox::Claim. Used for exactly one run. Destroying one that was
+// never claimed kills its tree and removes its cgroup.
+class PreparedSandbox {
+ public:
+  PreparedSandbox(PreparedSandbox&&) noexcept;
+  PreparedSandbox& operator=(PreparedSandbox&&) noexcept;
+  ~PreparedSandbox();
+
+  // Waits until the program writes the byte 'R' on fd 3 (the spec's frames channel, which the
+  // program then closes): its interpreter is loaded and it waits for its run. kTimeout when it
+  // did not within `timeout`; kInternalError when it ended or wrote anything else.
+  Result<void> WaitReady(std::chrono::milliseconds timeout);
+  // Alive and silent (nothing on fds 1 and 2) since it was started; checked right before a claim.
+  bool Healthy() const;
+  // The tree's memory peak so far (its cgroup's): what keeping it ready costs.
+  uint64_t MemoryPeakBytes() const;
+
+ private:
+  friend class Sandbox;
+  explicit PreparedSandbox(std::unique_ptr<StartedTree> tree);
+  std::unique_ptr<StartedTree> tree_;
+};
+
 // Runs process trees under every guarantee of DESIGN.md §6. Thread-safe: Run() may be called
 // from many threads at once; each call owns its own namespaces and cgroup.
 class Sandbox {
@@ -33,12 +60,25 @@ class Sandbox {
   // happen, or its limits could not be guaranteed); anything the program did is an outcome.
   Result<SandboxOutcome> Run(const SandboxSpec& spec);
 
+  // Run in two steps, for warm pools. Prepare builds the tree from `spec`'s argv, env, binds,
+  // files, collect, extra_syscalls, frames_channel and limits (memory, processes, rlimits, tmpfs
+  // sizes, and wall_time as the bound on the whole tree's life) and returns once the program
+  // started; its stdin stays open. Claim then supervises it as one run with `run`'s stdin,
+  // on_output, cancel_fd, retain_output, signal_fd, on_usage and its wall, CPU and output limits,
+  // all counted from the claim (CPU used before it is not the run's). `run`'s tree-building
+  // fields are ignored: the tree is what Prepare built.
+  Result<PreparedSandbox> Prepare(const SandboxSpec& spec);
+  Result<SandboxOutcome> Claim(PreparedSandbox prepared, const SandboxSpec& run);
+
   const SandboxConfig& config() const { return config_; }
 
  private:
   explicit Sandbox(SandboxConfig config) : config_(std::move(config)) {}
+  Result<PreparedSandbox> Prepare(const SandboxSpec& spec, bool keep_stdin);
+  static Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
+                                          std::chrono::steady_clock::time_point start,
+                                          uint64_t cpu_base_ns);
   SandboxConfig config_;
-  std::atomic<uint64_t> counter_{0};
 };
 
 // Validates a /work-relative file name from a request: non-empty, relative, no "." or ".."

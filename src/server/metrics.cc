@@ -40,6 +40,27 @@ Metrics::Metrics()
                    .Name("polyrun_admission_refused_total")
                    .Help("Requests refused by admission control, by reason")
                    .Register(*registry_)),
+      starts_(prometheus::BuildCounter()
+                  .Name("polyrun_execution_starts_total")
+                  .Help("Finished executions by how their process started: cold (a sandbox "
+                        "built for it), warm (from a warm pool) or session")
+                  .Register(*registry_)),
+      warm_ready_(prometheus::BuildGauge()
+                      .Name("polyrun_warm_pool_ready")
+                      .Help("Warm sandboxes waiting, by language")
+                      .Register(*registry_)),
+      warm_target_(prometheus::BuildGauge()
+                       .Name("polyrun_warm_pool_target")
+                       .Help("Warm sandboxes the pool keeps ready now (adapts to demand)")
+                       .Register(*registry_)),
+      warm_memory_(prometheus::BuildGauge()
+                       .Name("polyrun_warm_pool_memory_bytes")
+                       .Help("Memory of the waiting warm sandboxes, by language")
+                       .Register(*registry_)),
+      warm_missed_(prometheus::BuildGauge()
+                       .Name("polyrun_warm_pool_missed")
+                       .Help("Runs that found their language's warm pool empty (ran cold)")
+                       .Register(*registry_)),
       queued_(prometheus::BuildGauge()
                   .Name("polyrun_queue_depth")
                   .Help("Executions admitted and waiting to run")
@@ -56,6 +77,9 @@ void Metrics::Finished(const engine::ExecutionResult& r) {
   executions_.Add({{"language", r.language}, {"status", status}}).Increment();
   execution_seconds_.Add({{"language", r.language}}, LatencyBuckets())
       .Observe(static_cast<double>(r.usage.wall_ms) / 1000.0);
+  if (!r.usage.start.empty()) {
+    starts_.Add({{"language", r.language}, {"start", r.usage.start}}).Increment();
+  }
   if (r.status == engine::Status::kInternalError) {
     sandbox_failures_.Add({{"language", r.language}}).Increment();
   }
@@ -70,9 +94,16 @@ void Metrics::Refused(const std::string& why) {
   refused_.Add({{"reason", why}}).Increment();
 }
 
-std::string Metrics::Render(size_t queued, size_t running) {
+std::string Metrics::Render(size_t queued, size_t running,
+                            const std::map<std::string, engine::WarmPool::Stats>& warm) {
   queued_.Set(static_cast<double>(queued));
   running_.Set(static_cast<double>(running));
+  for (const auto& [language, s] : warm) {
+    warm_ready_.Add({{"language", language}}).Set(static_cast<double>(s.ready));
+    warm_target_.Add({{"language", language}}).Set(static_cast<double>(s.target));
+    warm_memory_.Add({{"language", language}}).Set(static_cast<double>(s.memory_bytes));
+    warm_missed_.Add({{"language", language}}).Set(static_cast<double>(s.missed));
+  }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

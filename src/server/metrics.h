@@ -10,6 +10,7 @@
 #include <string>
 
 #include "engine/result.h"
+#include "engine/warm_pool.h"
 
 namespace polyrun::server {
 
@@ -27,8 +28,9 @@ class Metrics {
   // "key_concurrency".
   void Refused(const std::string& why);
 
-  // The text exposition, with the queue gauges set from the values given.
-  std::string Render(size_t queued, size_t running);
+  // The text exposition, with the queue and warm-pool gauges set from the values given.
+  std::string Render(size_t queued, size_t running,
+                     const std::map<std::string, engine::WarmPool::Stats>& warm = {});
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -38,6 +40,11 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_seconds_;
   prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Counter>& starts_;
+  prometheus::Family<prometheus::Gauge>& warm_ready_;
+  prometheus::Family<prometheus::Gauge>& warm_target_;
+  prometheus::Family<prometheus::Gauge>& warm_memory_;
+  prometheus::Family<prometheus::Gauge>& warm_missed_;
   prometheus::Gauge& queued_;
   prometheus::Gauge& running_;
 };

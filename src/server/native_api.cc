@@ -269,7 +269,9 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
     HttpResponse res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; version=0.0.4");
     res.keep_alive(req.keep_alive());
-    res.body() = metrics.Render(s.queued, s.running);
+    res.body() = metrics.Render(
+        s.queued, s.running,
+        deps.warm_pools ? deps.warm_pools() : std::map<std::string, engine::WarmPool::Stats>{});
     res.prepare_payload();
     return Reply(ex, "/metrics", start, std::move(res));
   } else if (path == "/v1/languages" && method == http::verb::get) {

@@ -283,7 +283,7 @@ ExecutionResult ResultWith(Status status) {
   r.language = "python";
   r.version = "3.11.2";
   r.status = status;
-  r.usage = {154, 8, 1160000};
+  r.usage = {154, 8, 1160000, "cold"};
   return r;
 }
 
@@ -373,7 +373,7 @@ TEST(PistonResult, CompiledLanguagesHaveACompileStage) {
   r.compile = engine::StageResult{};
   r.compile->exit_code = 0;
   r.compile->stderr_text = "warning: unused\n";
-  r.compile->usage = {300, 250, 50000000};
+  r.compile->usage = {300, 250, 50000000, "cold"};
   json out = PistonResultToJson(r);
   ASSERT_TRUE(out.contains("compile"));
   EXPECT_EQ(out["compile"]["status"], nullptr);

@@ -17,6 +17,7 @@
 #include "engine/language_info.h"
 #include "engine/request_json.h"
 #include "engine/session_manager.h"
+#include "engine/warm_pool.h"
 #include "server/api_keys.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -41,6 +42,8 @@ struct ServerDeps {
   // no sessions and those routes answer 404. The ExecutionService's runner must hand requests
   // with a session_id to its Execute. Server::Stop shuts it down after the service.
   engine::SessionManager* sessions = nullptr;
+  // The engine's warm pools' figures (GET /metrics); null: none.
+  std::function<std::map<std::string, engine::WarmPool::Stats>()> warm_pools;
 };
 
 struct ServerOptions {

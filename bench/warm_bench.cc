@@ -1,0 +1,227 @@
+// Cold against warm runs, beside the bare interpreter, in one process and one run. For each
+// language with a warm bootstrap, a hello world N times each way:
+//   bare  posix_spawn of the interpreter itself (`python3 -c 'print(1)'`), clean environment,
+//         stdout through a pipe, no isolation at all: the floor a cold run is measured against;
+//   cold  Engine::Run on an engine without warm pools: a sandbox built for the run;
+//   warm  Engine::Run with warm pools, each run started once the pool has a sandbox ready (the
+//         latency a run sees when the pool keeps up; the filler's work is off the clock).
+// The paths are interleaved in blocks after a warm-up, so machine noise lands on all alike.
+// Then the memory one waiting warm sandbox costs (its cgroup's peak).
+//
+// Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
+//
+//   warm_bench [--runs N] [--languages python,javascript] [--out FILE]
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/engine.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+using polyrun::engine::Engine;
+using polyrun::engine::EngineConfig;
+using polyrun::engine::ExecutionRequest;
+using polyrun::engine::ExecutionResult;
+
+struct Hello {
+  const char* code;
+  std::vector<std::string> bare;  // the interpreter running the same code
+};
+const std::map<std::string, Hello> kHellos = {
+    {"python", {"print(1)", {"/usr/bin/python3", "-s", "-c", "print(1)"}}},
+    {"javascript", {"console.log(1)", {"/usr/bin/node", "-e", "console.log(1)"}}},
+};
+
+double Ms(Clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// Nearest-rank percentile of an unsorted sample.
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::cerr << "warm_bench: " << what << "\n";
+  std::exit(1);
+}
+
+// The interpreter alone: spawn, read its stdout to the end, reap.
+std::string Bare(const std::vector<std::string>& argv) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) Die("pipe2 failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  static char path[] = "PATH=/usr/bin:/bin";
+  static char lang[] = "LANG=C.UTF-8";
+  char* env[] = {path, lang, nullptr};
+  pid_t pid = 0;
+  if (posix_spawn(&pid, args[0], &actions, nullptr, args.data(), env) != 0) Die("posix_spawn");
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) text.append(buf, n);
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return text;
+}
+
+std::unique_ptr<Engine> MakeEngine(const std::string& cache, size_t pool) {
+  EngineConfig config;
+  config.languages_dir = POLYRUN_LANGUAGES_DIR;
+  config.cache_dir = cache;
+  config.warm_pool_size = pool;
+  auto e = Engine::Create(config);
+  if (!e) Die(e.error().message());
+  return std::move(*e);
+}
+
+// Waits (bounded) until the language's pool has a sandbox ready.
+void AwaitReady(Engine& engine, const std::string& language) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (engine.WarmPoolStats()[language].ready == 0) {
+    if (Clock::now() > deadline) Die(language + ": no warm sandbox within 60 s");
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+json Summary(const std::vector<double>& v) {
+  return {{"median", Percentile(v, 50)},
+          {"p90", Percentile(v, 90)},
+          {"p99", Percentile(v, 99)},
+          {"n", v.size()}};
+}
+
+int Bench(size_t runs, const std::vector<std::string>& languages, const std::string& out) {
+  const std::string cache = std::filesystem::temp_directory_path() / "polyrun-warm-bench-cache";
+  std::filesystem::create_directories(cache);
+  auto cold_engine = MakeEngine(cache, 0);
+  auto warm_engine = MakeEngine(cache, 1);
+  warm_engine->StartWarmPools();
+
+  json results = json::object();
+  std::printf("%-11s %-5s %10s %10s %10s   %s\n", "language", "path", "median ms", "p90 ms",
+              "p99 ms", "ratio to bare (median)");
+  for (const auto& lang : languages) {
+    auto hello = kHellos.find(lang);
+    if (hello == kHellos.end()) Die("no hello world for " + lang);
+    ExecutionRequest req;
+    req.language = lang;
+    req.code = hello->second.code;
+    std::map<std::string, std::vector<double>> ms;
+    const std::vector<std::pair<std::string, std::function<void(bool)>>> paths = {
+        {"bare",
+         [&](bool timed) {
+           const auto t0 = Clock::now();
+           const std::string text = Bare(hello->second.bare);
+           const double d = Ms(Clock::now() - t0);
+           if (text != "1\n") Die(lang + " bare: printed \"" + text + "\"");
+           if (timed) ms["bare"].push_back(d);
+         }},
+        {"cold",
+         [&](bool timed) {
+           const auto t0 = Clock::now();
+           const ExecutionResult r = cold_engine->Run(req);
+           const double d = Ms(Clock::now() - t0);
+           if (r.stdout_text != "1\n" || r.usage.start != "cold") Die(lang + " cold: " + r.reason);
+           if (timed) ms["cold"].push_back(d);
+         }},
+        {"warm",
+         [&](bool timed) {
+           AwaitReady(*warm_engine, lang);
+           const auto t0 = Clock::now();
+           const ExecutionResult r = warm_engine->Run(req);
+           const double d = Ms(Clock::now() - t0);
+           if (r.stdout_text != "1\n" || r.usage.start != "warm") {
+             Die(lang + " warm: " + r.usage.start + " " + r.reason + " " + r.stderr_text);
+           }
+           if (timed) ms["warm"].push_back(d);
+         }},
+    };
+    for (int i = 0; i < 3; ++i) {
+      for (const auto& [name, p] : paths) p(false);
+    }
+    const size_t block = 10;
+    for (size_t done = 0, b = 0; done < runs; done += block, ++b) {
+      for (size_t k = 0; k < paths.size(); ++k) {
+        const auto& p = paths[(b + k) % paths.size()].second;  // each path leads in turn
+        for (size_t i = 0; i < block; ++i) p(true);
+      }
+    }
+    AwaitReady(*warm_engine, lang);
+    const auto stats = warm_engine->WarmPoolStats()[lang];
+    const double bare = Percentile(ms["bare"], 50);
+    json j = {{"code", hello->second.code},
+              {"warm_sandbox_memory_bytes", stats.ready ? stats.memory_bytes / stats.ready : 0}};
+    for (const char* name : {"bare", "cold", "warm"}) {
+      const auto& v = ms[name];
+      std::printf("%-11s %-5s %10.2f %10.2f %10.2f   %.2f\n", lang.c_str(), name, Percentile(v, 50),
+                  Percentile(v, 90), Percentile(v, 99), Percentile(v, 50) / bare);
+      j[name] = Summary(v);
+    }
+    j["cold_overhead_ms"] = Percentile(ms["cold"], 50) - bare;
+    j["warm_over_bare"] = Percentile(ms["warm"], 50) / bare;
+    std::printf("%-11s cold overhead over bare %.2f ms; one waiting warm sandbox %.1f MB\n",
+                lang.c_str(), j["cold_overhead_ms"].get<double>(),
+                j["warm_sandbox_memory_bytes"].get<double>() / 1048576.0);
+    results[lang] = j;
+  }
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+  std::ofstream(out) << results.dump(1) << "\n";
+  std::printf("wrote %s\n", out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t runs = 100;
+  std::vector<std::string> languages = {"python", "javascript"};
+  std::string out = std::string(POLYRUN_BENCH_RESULTS) + "/warm.json";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc) {
+      runs = std::max(10, std::atoi(argv[++i]));
+    } else if (a == "--languages" && i + 1 < argc) {
+      languages.clear();
+      std::stringstream ss(argv[++i]);
+      for (std::string l; std::getline(ss, l, ',');) languages.push_back(l);
+    } else if (a == "--out" && i + 1 < argc) {
+      out = argv[++i];
+    } else {
+      std::cerr << "usage: warm_bench [--runs N] [--languages a,b] [--out FILE]\n";
+      return 2;
+    }
+  }
+  return Bench(runs, languages, out);
+}

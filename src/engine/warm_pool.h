@@ -1,0 +1,88 @@
+// Warm pools (docs/performance.md): per language, sandboxes started ahead of need, each holding
+// the language's warm bootstrap with its interpreter loaded and nothing of any user inside.
+// A run takes one and it is never used again; a background thread refills the pools.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "sandbox/sandbox.h"
+
+namespace polyrun::engine {
+
+class WarmPool {
+ public:
+  struct Options {
+    // A language's pool grows by one each time a run finds it empty (or takes its last entry),
+    // up to this, and shrinks by one after `shrink_after` without a run of the language.
+    size_t max_per_language = 2;
+    // The waiting sandboxes' memory together (each counted at its measured peak) stays below.
+    uint64_t memory_budget = 1ull << 30;
+    std::chrono::milliseconds ready_timeout{20000};  // a bootstrap slower than this is dropped
+    std::chrono::milliseconds shrink_after{60000};
+    std::chrono::milliseconds max_age{600000};  // older entries are replaced
+  };
+  struct Stats {
+    size_t ready = 0;           // waiting now
+    size_t target = 0;          // what the filler keeps ready
+    uint64_t taken = 0;         // runs served warm
+    uint64_t missed = 0;        // runs that found the pool empty (they ran cold)
+    uint64_t dropped = 0;       // entries destroyed unused: unhealthy, too old, shrinking
+    uint64_t failed = 0;        // bootstraps that did not get ready
+    uint64_t memory_bytes = 0;  // of the waiting entries
+    std::string last_error;     // why the last bootstrap did not get ready
+  };
+
+  // `specs`: per language id, the sandbox of its warm bootstrap (argv, env, binds, limits).
+  WarmPool(sandbox::Sandbox& sandbox, std::map<std::string, sandbox::SandboxSpec> specs,
+           Options options);
+  ~WarmPool();  // stops the filler; waiting entries are destroyed
+  WarmPool(const WarmPool&) = delete;
+  WarmPool& operator=(const WarmPool&) = delete;
+
+  bool Serves(const std::string& language) const { return lanes_.contains(language); }
+  // The tree-building limits of the language's warm sandboxes (as the spec was given).
+  const sandbox::SandboxSpec* SpecOf(const std::string& language) const;
+  // A healthy ready sandbox of the language, or nullopt (the caller runs cold).
+  std::optional<sandbox::PreparedSandbox> Take(const std::string& language);
+  std::map<std::string, Stats> stats();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    sandbox::PreparedSandbox box;
+    Clock::time_point born;
+    uint64_t memory_bytes;
+  };
+  struct Lane {
+    sandbox::SandboxSpec spec;
+    std::deque<Entry> ready;  // oldest first
+    size_t target = 1;
+    Clock::time_point last_take;
+    Clock::time_point retry_at;  // after a failed bootstrap
+    uint64_t entry_bytes = 0;    // the last measured entry's memory: the budget's estimate
+    Stats stats;
+  };
+
+  void Fill();
+  // Under mu_: the lane that most needs an entry and fits the budget, or null.
+  Lane* Neediest(Clock::time_point now);
+  uint64_t MemoryLocked() const;
+
+  sandbox::Sandbox& sandbox_;
+  const Options options_;
+  std::map<std::string, Lane> lanes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread filler_;
+};
+
+}  // namespace polyrun::engine

@@ -1,0 +1,323 @@
+// Warm pools (docs/performance.md) against hostile and curious programs: a warm sandbox serves
+// exactly one run, so nothing a run leaves behind — files, processes, imported modules,
+// environment, memory — reaches the next one; a run's clocks start when it is claimed; and
+// every warm run behaves as the same run cold (each language's self-test cases, replayed).
+// Needs root (labels root, escape).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <toml.hpp>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/result_json.h"
+#include "util/base64.h"
+
+namespace polyrun::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using languages::Limit;
+
+class WarmEscapeTest : public ::testing::Test {
+ public:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/polyrun-warm-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ + "/cache");
+    EngineConfig config;
+    config.languages_dir = POLYRUN_LANGUAGES_DIR;
+    config.cache_dir = dir_ + "/cache";
+    config.warm_pool_size = 2;
+    auto e = Engine::Create(config);
+    ASSERT_TRUE(e) << "this suite needs root, user namespaces and cgroups: " << e.error().message();
+    engine_ = std::move(*e);
+    engine_->StartWarmPools();
+  }
+  static void TearDownTestSuite() {
+    engine_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+ protected:
+  // Waits (bounded) until the language's pool has a sandbox ready: the next run is warm.
+  static bool Ready(const std::string& language) {
+    const auto deadline = Clock::now() + std::chrono::seconds(getenv("QUICK") ? 5 : 60);
+    while (Clock::now() < deadline) {
+      auto stats = engine_->WarmPoolStats();
+      if (stats.contains(language) && stats[language].ready > 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling a condition
+    }
+    for (const auto& [id, st] : engine_->WarmPoolStats()) {
+      ADD_FAILURE() << id << ": ready " << st.ready << " target " << st.target << " failed "
+                    << st.failed << " dropped " << st.dropped << " last error: " << st.last_error;
+    }
+    return false;
+  }
+  static ExecutionResult Warm(ExecutionRequest req) {
+    EXPECT_TRUE(Ready(req.language)) << req.language << ": no warm sandbox within 60 s";
+    ExecutionResult r = engine_->Run(req);
+    EXPECT_EQ(r.usage.start, "warm") << ToJson(r).dump();
+    return r;
+  }
+  static ExecutionRequest Python(const std::string& code) {
+    ExecutionRequest req;
+    req.language = "python";
+    req.code = code;
+    return req;
+  }
+
+  static std::unique_ptr<Engine> engine_;
+  static std::string dir_;
+};
+std::unique_ptr<Engine> WarmEscapeTest::engine_;
+std::string WarmEscapeTest::dir_;
+
+TEST_F(WarmEscapeTest, NothingARunLeavesReachesTheNextRun) {
+  // The first run leaves files, a module, an environment variable, a process that would
+  // outlive it and a byte pattern in memory; the second, in the next warm sandbox, looks.
+  ExecutionResult first = Warm(Python(R"(
+import os, subprocess, decimal
+open('/work/left.txt', 'w').write('x')
+open('/tmp/left.txt', 'w').write('x')
+open('/dev/shm/left', 'w').write('x')
+os.environ['POLYRUN_LEFT'] = '1'
+subprocess.Popen(['/usr/bin/sleep', '60'], start_new_session=True)
+secret = bytearray(b'POLYRUN-SECRET-' * 4096)
+print('left')
+)"));
+  ASSERT_EQ(first.status, Status::kOk) << ToJson(first).dump();
+  ASSERT_EQ(first.stdout_text, "left\n");
+
+  ExecutionResult second = Warm(Python(R"(
+import os, sys
+print(os.path.exists('/work/left.txt'), os.path.exists('/tmp/left.txt'),
+      os.path.exists('/dev/shm/left'))
+print('decimal' in sys.modules, 'POLYRUN_LEFT' in os.environ)
+print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == [1, os.getpid()])
+print(sorted(os.listdir('/work')))
+)"));
+  ASSERT_EQ(second.status, Status::kOk) << ToJson(second).dump();
+  EXPECT_EQ(second.stdout_text, "False False False\nFalse False\nTrue\n['main.py']\n")
+      << ToJson(second).dump();
+}
+
+TEST_F(WarmEscapeTest, TheRunSeesOnlyItsOwnProgramNotTheBootstrapsHeader) {
+  // stdin starts exactly at the program's own input; argv and __main__ are the entry's.
+  ExecutionRequest req = Python(
+      "import sys\n"
+      "print(repr(sys.stdin.read()), sys.argv, __name__, __file__, sys.path[0])\n");
+  req.stdin_data = "line 1\nline 2\n";
+  req.args = {"a b", "c"};
+  ExecutionResult r = Warm(req);
+  ASSERT_EQ(r.status, Status::kOk) << ToJson(r).dump();
+  EXPECT_EQ(r.stdout_text,
+            "'line 1\\nline 2\\n' ['main.py', 'a b', 'c'] __main__ /work/main.py /work\n");
+}
+
+TEST_F(WarmEscapeTest, ClocksStartAtTheClaim) {
+  ASSERT_TRUE(Ready("python"));
+  // The sandbox waited in the pool longer than the run may last: that time is not the run's.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // ages the warm sandbox
+  ExecutionRequest ok = Python("print('fine')");
+  ok.limits[Limit::kWallTime] = 1000;
+  ok.limits[Limit::kCpuTime] = 1000;
+  ExecutionResult r = Warm(ok);
+  EXPECT_EQ(r.status, Status::kOk) << ToJson(r).dump();
+  EXPECT_LT(r.usage.cpu_ms, 1000u) << ToJson(r).dump();
+
+  // A run's own limits still end it.
+  ExecutionRequest spin = Python("while True: pass");
+  spin.limits[Limit::kCpuTime] = 300;
+  ExecutionResult s = Warm(spin);
+  EXPECT_EQ(s.status, Status::kTimeout) << ToJson(s).dump();
+  EXPECT_EQ(s.limit, "cpu_time") << ToJson(s).dump();
+
+  ExecutionRequest flood = Python("import sys\nwhile True: sys.stdout.write('x' * 65536)");
+  flood.limits[Limit::kOutput] = 100000;
+  ExecutionResult f = Warm(flood);
+  EXPECT_EQ(f.status, Status::kOutputLimit) << ToJson(f).dump();
+  EXPECT_LE(f.stdout_text.size(), 100000u);
+}
+
+TEST_F(WarmEscapeTest, RequestsAWarmSandboxCannotServeRunCold) {
+  ASSERT_TRUE(Ready("python"));
+  ExecutionRequest env = Python("import os\nprint(os.environ['GREETING'])");
+  env.env = {{"GREETING", "hi"}};
+  ExecutionResult r = engine_->Run(env);
+  EXPECT_EQ(r.stdout_text, "hi\n");
+  EXPECT_EQ(r.usage.start, "cold") << "a variable read at start-up could not take effect";
+
+  ExecutionRequest mem = Python("print(1)");
+  mem.limits[Limit::kMemory] = 100ull << 20;
+  ExecutionResult m = engine_->Run(mem);
+  EXPECT_EQ(m.status, Status::kOk) << ToJson(m).dump();
+  EXPECT_EQ(m.usage.start, "cold") << "the warm tree's cgroup has the default memory limit";
+}
+
+// The pool itself, with a shell for a bootstrap: it adapts to demand and never hands out a
+// sandbox that said anything before its run.
+sandbox::SandboxSpec ShellBootstrap(const std::string& script) {
+  sandbox::SandboxSpec spec;
+  spec.argv = {"/bin/sh", "-c", script};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  for (const char* dir : {"/usr", "/bin", "/lib", "/lib64"}) spec.binds.push_back({dir, true, ""});
+  spec.frames_channel = true;
+  return spec;
+}
+
+// Polls the pool's figures until `done` holds (bounded).
+bool PoolReaches(WarmPool& pool, const std::function<bool(const WarmPool::Stats&)>& done) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    if (done(pool.stats()["sh"])) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling a condition
+  }
+  return false;
+}
+
+TEST_F(WarmEscapeTest, PoolGrowsUnderDemandUpToItsMaxAndShrinksWhenIdle) {
+  WarmPool::Options options;
+  options.max_per_language = 3;
+  options.shrink_after = std::chrono::seconds(2);  // far beyond a refill, even under load
+  WarmPool pool(engine_->sandbox(),
+                {{"sh", ShellBootstrap("printf R >&3; exec 3>&-; read line; echo \"$line\"")}},
+                options);
+  EXPECT_EQ(pool.stats()["sh"].target, 1u);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(PoolReaches(pool, [](const auto& s) { return s.ready > 0; }));
+    auto box = pool.Take("sh");
+    ASSERT_TRUE(box);
+    // Each one serves a run: its program gets the run's stdin and its output is the run's.
+    sandbox::SandboxSpec run;
+    run.stdin_data = "run " + std::to_string(i) + "\n";
+    auto outcome = engine_->sandbox().Claim(std::move(*box), run);
+    ASSERT_TRUE(outcome) << outcome.error().message();
+    EXPECT_EQ(outcome->stdout_data, "run " + std::to_string(i) + "\n");
+    EXPECT_LE(pool.stats()["sh"].target, 3u);
+  }
+  EXPECT_EQ(pool.stats()["sh"].target, 3u) << "each take that emptied the pool asked for one more";
+  EXPECT_EQ(pool.stats()["sh"].taken, 6u);
+  // Quiet: one step down per quiet period, to one.
+  EXPECT_TRUE(PoolReaches(pool, [](const auto& s) { return s.target == 1 && s.ready <= 1; }));
+}
+
+TEST_F(WarmEscapeTest, PoolNeverHandsOutASandboxThatSpokeBeforeItsRun) {
+  WarmPool pool(engine_->sandbox(),
+                {{"sh", ShellBootstrap("echo leaked; printf R >&3; exec 3>&-; read line")}}, {});
+  ASSERT_TRUE(PoolReaches(pool, [](const auto& s) { return s.ready > 0; }));
+  EXPECT_FALSE(pool.Take("sh")) << "its output would have become the next run's";
+  EXPECT_GE(pool.stats()["sh"].dropped, 1u);
+  EXPECT_FALSE(pool.Take("nonexistent"));
+}
+
+TEST_F(WarmEscapeTest, ABootstrapThatNeverGetsReadyIsReportedNotServed) {
+  WarmPool::Options options;
+  options.ready_timeout = std::chrono::milliseconds(200);
+  WarmPool pool(engine_->sandbox(), {{"sh", ShellBootstrap("read line")}}, options);
+  ASSERT_TRUE(PoolReaches(pool, [](const auto& s) { return s.failed > 0; }));
+  EXPECT_EQ(pool.stats()["sh"].ready, 0u);
+  EXPECT_NE(pool.stats()["sh"].last_error.find("not ready"), std::string::npos)
+      << pool.stats()["sh"].last_error;
+}
+
+// Each python and javascript self-test case (languages/<id>/tests/*.toml), run warm, must give
+// what it gives cold (tests/integration/language_selftest.cc); cases with env run cold anyway.
+struct Case {
+  std::string language;
+  fs::path file;
+};
+std::vector<Case> WarmCases() {
+  std::vector<Case> out;
+  for (const char* lang : {"python", "javascript"}) {
+    for (const auto& f : fs::directory_iterator(fs::path(POLYRUN_LANGUAGES_DIR) / lang / "tests")) {
+      const toml::value spec = toml::parse(f.path().string());
+      if (f.path().filename() == "session.toml" || toml::find_or<bool>(spec, "check", false) ||
+          spec.contains("env")) {
+        continue;
+      }
+      out.push_back({lang, f.path()});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Case& a, const Case& b) { return a.file < b.file; });
+  return out;
+}
+
+class WarmSelfTest : public WarmEscapeTest, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(WarmSelfTest, BehavesAsCold) {
+  const toml::value spec = toml::parse(GetParam().file.string());
+  ExecutionRequest req;
+  req.language = GetParam().language;
+  if (spec.contains("code")) {
+    req.code = toml::find<std::string>(spec, "code");
+  } else {
+    req.entry = toml::find<std::string>(spec, "entry");
+    for (const auto& f : toml::find<toml::array>(spec, "files")) {
+      std::string content = toml::find<std::string>(f, "content");
+      if (toml::find_or<std::string>(f, "encoding", "utf8") == "base64") {
+        auto bytes = Base64Decode(content);
+        ASSERT_TRUE(bytes) << bytes.error().message();
+        content = std::move(*bytes);
+      }
+      req.files.push_back({toml::find<std::string>(f, "name"), std::move(content)});
+    }
+  }
+  req.stdin_data = toml::find_or<std::string>(spec, "stdin", "");
+  req.args = toml::find_or<std::vector<std::string>>(spec, "args", {});
+  ExecutionResult warm = Warm(req);
+  ExecutionRequest cold_req = req;
+  cold_req.env = {{"POLYRUN_COLD", "1"}};  // env: never warm
+  ExecutionResult cold = engine_->Run(cold_req);
+  ASSERT_EQ(cold.usage.start, "cold");
+  const std::string context = ToJson(warm).dump(2) + "\ncold:\n" + ToJson(cold).dump(2);
+  const toml::value& expect = toml::find(spec, "expect");
+  EXPECT_EQ(std::string(StatusName(warm.status)), toml::find<std::string>(expect, "status"))
+      << context;
+  EXPECT_EQ(warm.status, cold.status) << context;
+  EXPECT_EQ(warm.exit_code, cold.exit_code) << context;
+  EXPECT_EQ(warm.stdout_text, cold.stdout_text) << context;
+  // Node's own frames below the program (node:internal/…) name how it was started; the rest
+  // of a trace, and everything else, is the same.
+  auto program_frames = [](const std::string& text) {
+    std::string out;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("(node:internal/") == std::string::npos &&
+          line.find("at node:internal/") == std::string::npos) {
+        out += line + "\n";
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(program_frames(warm.stderr_text), program_frames(cold.stderr_text)) << context;
+  if (GetParam().language == "python") {
+    EXPECT_EQ(warm.stderr_text, cold.stderr_text) << context;
+  }
+  EXPECT_EQ(warm.error.has_value(), cold.error.has_value()) << context;
+  if (warm.error && cold.error) {
+    EXPECT_EQ(ToJson(*warm.error), ToJson(*cold.error)) << context;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Languages, WarmSelfTest, ::testing::ValuesIn(WarmCases()),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                           std::string name = i.param.language + "_" + i.param.file.stem().string();
+                           std::replace_if(
+                               name.begin(), name.end(), [](char c) { return !std::isalnum(c); },
+                               '_');
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace polyrun::engine
