@@ -697,6 +697,14 @@ def execute(msg):
         send(frame)
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
     if status == "interrupted":
+        # The interrupt reached the process group while the cell was still forking: a child
+        # forked after it (a fork bomb's) never got it. Again, now that the cell has stopped,
+        # so the interrupt covers every process the cell started (the driver, disarmed,
+        # ignores it).
+        try:
+            os.killpg(os.getpgrp(), _signal.SIGINT)
+        except OSError:
+            pass
         _reap_abandoned()
         _reap_next = True
     send({"type": "done", "id": msg.get("id"), "status": status})

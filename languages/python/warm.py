@@ -11,6 +11,7 @@ Everything here is read unbuffered (os.read) so that sys.stdin starts exactly at
 stdin.
 """
 
+import gc
 import json
 import os
 import sys
@@ -74,6 +75,9 @@ def _run():
         raise SystemExit(1) from None
 
 
+# The interpreter's own start-up objects will never be garbage: moved out of the collector's
+# sight, the final collection at exit skips them (it costs ~6 ms of a ~10 ms run otherwise).
+gc.freeze()
 os.write(3, b"R")
 os.close(3)
 _run()

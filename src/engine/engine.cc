@@ -415,6 +415,7 @@ Result<SessionLaunch> Engine::PrepareSession(const SessionRequest& req,
 }
 
 Result<sandbox::SandboxSpec> Engine::WarmSpec(const languages::Language& lang) {
+  if (!lang.warm) return Fail(Errc::kInvalidArgument, "language: " + lang.id + " has no [warm]");
   auto limits = StageLimits(lang, {}, false);
   if (!limits) return std::unexpected(limits.error());
   sandbox::SandboxSpec spec;
@@ -742,7 +743,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if (!lang.compile && lang.warm && warm_) header = WarmHeader(spec.files, entry_name, req.args);
   if (header) warm = TakeWarm(lang, req, *limits);
   Result<sandbox::SandboxOutcome> outcome;
-  if (warm) {
+  if (warm && header) {
     // The bootstrap reads the run (header, files) from stdin, then the program its own stdin.
     spec.stdin_data = std::move(*header) + req.stdin_data;
     outcome = sandbox_->Claim(std::move(*warm), spec);

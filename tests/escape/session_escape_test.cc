@@ -186,7 +186,8 @@ TEST_F(SessionEscapeTest, SessionCellSeesNoHostDescriptor) {
 }
 
 TEST_F(SessionEscapeTest, ForgedFramesAreContained) {
-  auto s = Python();
+  // Clocks for an emulated CPU (the cgroup v2 VM): moving 40 MB through the driver is slow there.
+  auto s = Python({{"wall_time", "60s"}, {"cpu_time", "60s"}});
   ASSERT_TRUE(s);
   // Every writable pipe of the process other than stdout and stderr: the frame channel, however
   // the driver renamed it.
