@@ -246,7 +246,8 @@ TEST(CrashTest, SandboxedRunsDieWithTheirServer) {
   std::vector<Process> procs = Descendants(serve.pid());
   int inits = 0;
   for (const auto& p : procs) inits += p.comm == "polyrun-init";
-  EXPECT_EQ(inits, 2) << "one sandbox init per run";
+  // One per run, and the warm pools' waiting sandboxes besides: they must die too.
+  EXPECT_GE(inits, 2) << "one sandbox init per run";
   EXPECT_GE(procs.size(), 4u) << "each init runs the program";
 
   const pid_t server_pid = serve.pid();
