@@ -425,8 +425,9 @@ Result<sandbox::SandboxSpec> Engine::WarmSpec(const languages::Language& lang) {
   spec.extra_syscalls = lang.syscalls;
   spec.frames_channel = true;  // the bootstrap's 'R': ready
   spec.limits = ToSandboxLimits(*limits);
-  // A run's clocks are its own (Sandbox::Claim); the tree's CPU rlimit, the second fence
-  // behind the cgroup's accounting, must admit the largest limit a run may ask for.
+  // A run's clocks are its own (Sandbox::Claim). The tree's CPU rlimit, the second fence behind
+  // the cgroup's accounting, starts at the largest limit a run may ask for; Claim lowers the
+  // program's to the run's (it can lower a hard limit, never raise one).
   const auto ceiling = config_.ceiling[Limit::kCpuTime];
   spec.limits.cpu_time = std::chrono::milliseconds(ceiling ? *ceiling : 3'600'000);
   return spec;

@@ -5,6 +5,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 
 #include "sandbox/child_plan.h"
 #include "sandbox/default_seccomp.h"
@@ -247,6 +249,7 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
 // A started tree between Prepare and Supervise. Destroying one that was never supervised kills
 // the tree, reaps its init and removes its cgroup.
 struct StartedTree {
+  pid_t pid = -1;  // the init's, as the host sees it
   UniqueFd pid_fd;
   std::unique_ptr<Cgroup> cgroup;
   UniqueFd stdin_w, out_r, err_r, st_r, fr_r;
@@ -333,6 +336,27 @@ Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpe
   StartedTree& tree = *prepared.tree_;
   uint64_t cpu_base = 0;
   if (auto u = tree.cgroup->Usage(); u) cpu_base = u->cpu_ns;
+  // The per-process RLIMIT_CPU, the second fence behind the cgroup's accounting, was set when
+  // the tree was built, before this run's CPU limit was known: bring the program's down to the
+  // run's now (its children inherit it), counting the CPU the tree used before the claim.
+  const auto cpu_s = static_cast<uint64_t>((run.limits.cpu_time.count() + 999) / 1000) +
+                     (cpu_base + 999'999'999) / 1'000'000'000;
+  const rlimit wanted{static_cast<rlim_t>(cpu_s + 1), static_cast<rlim_t>(cpu_s + 2)};
+  const std::string children_file =
+      "/proc/" + std::to_string(tree.pid) + "/task/" + std::to_string(tree.pid) + "/children";
+  auto children = ReadTrustedFile(children_file, 4096);
+  if (!children) return std::unexpected(children.error());
+  std::istringstream pids(*children);
+  for (pid_t child = 0; pids >> child;) {
+    // Only ever lowered: raising a hard limit takes CAP_SYS_RESOURCE, and the tree's is the
+    // largest a run may have anyway. ESRCH: the program already ended; the run reports how.
+    rlimit cpu{};
+    if (::prlimit(child, RLIMIT_CPU, nullptr, &cpu) == 0) {
+      cpu = {std::min(cpu.rlim_cur, wanted.rlim_cur), std::min(cpu.rlim_max, wanted.rlim_max)};
+      if (::prlimit(child, RLIMIT_CPU, &cpu, nullptr) == 0) continue;
+    }
+    if (errno != ESRCH) return SysFail("prlimit", "RLIMIT_CPU of the warm sandbox's program");
+  }
   return Supervise(tree, run, Clock::now(), cpu_base);
 }
 
@@ -536,6 +560,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   sync->write.reset();
 
   auto tree = std::make_unique<StartedTree>();
+  tree->pid = static_cast<pid_t>(pid);
   tree->pid_fd = std::move(pid_fd);
   tree->cgroup = std::move(*cgroup);
   tree->stdin_w = std::move(in->write);

@@ -65,7 +65,8 @@ class Sandbox {
   // sizes, and wall_time as the bound on the whole tree's life) and returns once the program
   // started; its stdin stays open. Claim then supervises it as one run with `run`'s stdin,
   // on_output, cancel_fd, retain_output, signal_fd, on_usage and its wall, CPU and output limits,
-  // all counted from the claim (CPU used before it is not the run's). `run`'s tree-building
+  // all counted from the claim (CPU used before it is not the run's); the program's RLIMIT_CPU is
+  // lowered to the run's CPU limit there too. `run`'s tree-building
   // fields are ignored: the tree is what Prepare built.
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec);
   Result<SandboxOutcome> Claim(PreparedSandbox prepared, const SandboxSpec& run);

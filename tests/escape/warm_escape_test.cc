@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -148,6 +149,23 @@ TEST_F(WarmEscapeTest, ClocksStartAtTheClaim) {
   ExecutionResult f = Warm(flood);
   EXPECT_EQ(f.status, Status::kOutputLimit) << ToJson(f).dump();
   EXPECT_LE(f.stdout_text.size(), 100000u);
+}
+
+TEST_F(WarmEscapeTest, TheRunsOwnCpuRlimitIsTheSecondFence) {
+  // The tree was built before the run's CPU limit was known; the per-process RLIMIT_CPU behind
+  // the cgroup's accounting must still be the run's (plus the CPU the interpreter used to start,
+  // under a second), as in a cold run: 2 s + 1 s of grace.
+  ExecutionRequest req = Python(
+      "import resource\n"
+      "print(*resource.getrlimit(resource.RLIMIT_CPU))\n");
+  req.limits[Limit::kCpuTime] = 2000;
+  ExecutionResult r = Warm(req);
+  ASSERT_EQ(r.status, Status::kOk) << ToJson(r).dump();
+  int soft = 0, hard = 0;
+  ASSERT_EQ(std::sscanf(r.stdout_text.c_str(), "%d %d", &soft, &hard), 2) << r.stdout_text;
+  EXPECT_GE(soft, 3) << r.stdout_text;
+  EXPECT_LE(soft, 4) << r.stdout_text;
+  EXPECT_EQ(hard, soft + 1) << r.stdout_text;
 }
 
 TEST_F(WarmEscapeTest, RequestsAWarmSandboxCannotServeRunCold) {
