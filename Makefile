@@ -103,14 +103,15 @@ lint: build format-check
 	  --checks=-bugprone-unchecked-optional-access
 
 ## bench: the suite of docs/performance.md, figures in bench/results/: cold-run latency against
-## the bare toolchains and bubblewrap; cold against warm (pooled) runs beside the bare
-## interpreter; the artifact cache; the server's overhead over the library, cold, warm, and in a
+## the bare toolchains and bubblewrap; the sandbox's own cost; cold against warm (pooled) runs
+## beside the bare interpreter, and their throughput at concurrency 1-8; the artifact cache; the server's overhead over the library, cold, warm, and in a
 ## session over WebSocket; sessions against one-shot runs per language; the polyrun-python
 ## Jupyter kernel beside ipykernel; every language's hello world
 bench: setup
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS)
 	bench/cold_start.sh ./build-release/polyrun
+	./build-release/bench/sandbox_bench
 	./build-release/bench/warm_bench
 	./build-release/bench/compile_cache_bench
 	./build-release/bench/server_bench

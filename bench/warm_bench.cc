@@ -6,17 +6,19 @@
 //   warm  Engine::Run with warm pools, each run started once the pool has a sandbox ready (the
 //         latency a run sees when the pool keeps up; the filler's work is off the clock).
 // The paths are interleaved in blocks after a warm-up, so machine noise lands on all alike.
-// Then the memory one waiting warm sandbox costs (its cgroup's peak).
+// Then the memory one waiting warm sandbox costs (its cgroup's peak), and the sustained
+// throughput of Python `print(1)` at concurrency 1, 2, 4 and 8 on each path.
 //
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
-//   warm_bench [--runs N] [--languages python,javascript] [--out FILE]
+//   warm_bench [--runs N] [--languages python,javascript] [--out FILE] [--throughput-seconds S]
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -122,7 +124,66 @@ json Summary(const std::vector<double>& v) {
           {"n", v.size()}};
 }
 
-int Bench(size_t runs, const std::vector<std::string>& languages, const std::string& out) {
+// Sustained throughput of Python `print(1)` at each concurrency: that many threads each running
+// back to back for `seconds`, per path. Warm runs fall back to cold ones whenever the pool is
+// empty, so "warm" reports which share of its runs found a sandbox ready.
+json Throughput(Engine& cold_engine, Engine& warm_engine, double seconds) {
+  const Hello& hello = kHellos.at("python");
+  ExecutionRequest req;
+  req.language = "python";
+  req.code = hello.code;
+  json out = json::object();
+  std::printf("\n%-5s %11s %10s %10s %10s   %s\n", "path", "concurrency", "runs/s", "median ms",
+              "p99 ms", "ratio to bare (runs/s)");
+  std::map<int, double> bare_rate;
+  for (const char* path : {"bare", "cold", "warm"}) {
+    for (int concurrency : {1, 2, 4, 8}) {
+      std::vector<std::vector<double>> lat(static_cast<size_t>(concurrency));
+      std::atomic<size_t> warm_starts{0};
+      const auto t0 = Clock::now();
+      const auto end =
+          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+      std::vector<std::thread> threads;
+      for (int t = 0; t < concurrency; ++t) {
+        threads.emplace_back([&, t] {
+          while (Clock::now() < end) {
+            const auto s = Clock::now();
+            if (std::string_view(path) == "bare") {
+              if (Bare(hello.bare) != "1\n") Die("throughput bare: wrong output");
+            } else {
+              Engine& e = std::string_view(path) == "cold" ? cold_engine : warm_engine;
+              const ExecutionResult r = e.Run(req);
+              if (r.stdout_text != "1\n") Die(std::string("throughput ") + path + ": " + r.reason);
+              if (r.usage.start == "warm") ++warm_starts;
+            }
+            lat[static_cast<size_t>(t)].push_back(Ms(Clock::now() - s));
+          }
+        });
+      }
+      for (auto& th : threads) th.join();
+      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::vector<double> all;
+      for (const auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+      const double rate = static_cast<double>(all.size()) / elapsed;
+      if (std::string_view(path) == "bare") bare_rate[concurrency] = rate;
+      json j = Summary(all);
+      j["runs_per_second"] = rate;
+      j["ratio_to_bare"] = rate / bare_rate[concurrency];
+      std::printf("%-5s %11d %10.0f %10.2f %10.2f   %.2f", path, concurrency, rate,
+                  Percentile(all, 50), Percentile(all, 99), rate / bare_rate[concurrency]);
+      if (std::string_view(path) == "warm") {
+        j["warm_share"] = static_cast<double>(warm_starts) / static_cast<double>(all.size());
+        std::printf("   (%.0f%% started warm)", 100.0 * j["warm_share"].get<double>());
+      }
+      std::printf("\n");
+      out[path][std::to_string(concurrency)] = j;
+    }
+  }
+  return out;
+}
+
+int Bench(size_t runs, const std::vector<std::string>& languages, const std::string& out,
+          double throughput_seconds) {
   const std::string cache = std::filesystem::temp_directory_path() / "polyrun-warm-bench-cache";
   std::filesystem::create_directories(cache);
   auto cold_engine = MakeEngine(cache, 0);
@@ -196,6 +257,13 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
                 j["warm_sandbox_memory_bytes"].get<double>() / 1048576.0);
     results[lang] = j;
   }
+  if (throughput_seconds > 0) {
+    warm_engine.reset();
+    auto served = MakeEngine(cache, EngineConfig{}.warm_pool_size);  // as `polyrun serve` runs
+    served->StartWarmPools();
+    AwaitReady(*served, "python");
+    results["throughput_python"] = Throughput(*cold_engine, *served, throughput_seconds);
+  }
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());
   std::ofstream(out) << results.dump(1) << "\n";
   std::printf("wrote %s\n", out.c_str());
@@ -208,6 +276,7 @@ int main(int argc, char** argv) {
   size_t runs = 100;
   std::vector<std::string> languages = {"python", "javascript"};
   std::string out = std::string(POLYRUN_BENCH_RESULTS) + "/warm.json";
+  double throughput_seconds = 3;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) {
@@ -218,10 +287,13 @@ int main(int argc, char** argv) {
       for (std::string l; std::getline(ss, l, ',');) languages.push_back(l);
     } else if (a == "--out" && i + 1 < argc) {
       out = argv[++i];
+    } else if (a == "--throughput-seconds" && i + 1 < argc) {
+      throughput_seconds = std::atof(argv[++i]);
     } else {
-      std::cerr << "usage: warm_bench [--runs N] [--languages a,b] [--out FILE]\n";
+      std::cerr << "usage: warm_bench [--runs N] [--languages a,b] [--out FILE] "
+                   "[--throughput-seconds S (0: skip)]\n";
       return 2;
     }
   }
-  return Bench(runs, languages, out);
+  return Bench(runs, languages, out, throughput_seconds);
 }

@@ -44,6 +44,8 @@ struct ChildPlan {
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1, status_fd = -1, sync_fd = -1;
   int frames_fd = -1;  // optional: becomes the program's fd 3
   bool clear_groups = false;
+  // The network namespace was made with the run (no NetnsPool): its loopback is still down.
+  bool bring_up_loopback = false;
   uid_t inner_uid = 1000;
   gid_t inner_gid = 1000;
   std::string new_root;  // where the root tmpfs is mounted during setup

@@ -12,13 +12,10 @@
 #include <linux/mount.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
-#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,6 +25,7 @@
 #include <cstring>
 
 #include "sandbox/child_plan.h"
+#include "sandbox/loopback.h"
 #include "util/files.h"
 
 namespace polyrun::sandbox {
@@ -112,17 +110,6 @@ void RunStep(const SetupStep& s) {
       }
       return;
   }
-}
-
-void BringUpLoopback() {
-  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) Die("socket for loopback", nullptr, errno);
-  ifreq req{};
-  std::memcpy(req.ifr_name, "lo", 3);
-  if (::ioctl(fd, SIOCGIFFLAGS, &req) != 0) Die("ioctl SIOCGIFFLAGS lo", nullptr, errno);
-  req.ifr_flags = static_cast<short>(req.ifr_flags | IFF_UP);
-  if (::ioctl(fd, SIOCSIFFLAGS, &req) != 0) Die("ioctl SIOCSIFFLAGS lo", nullptr, errno);
-  ::close(fd);
 }
 
 void DropPrivileges(const ChildPlan& plan) {
@@ -271,7 +258,10 @@ void SendArtifacts(const ChildPlan& plan) {
     Die("mount_setattr read-only /", nullptr, errno);
   }
   if (::sethostname("sandbox", 7) != 0) Die("sethostname", nullptr, errno);
-  BringUpLoopback();
+  if (plan.bring_up_loopback) {
+    const char* call = nullptr;
+    if (int err = BringUpLoopback(&call); err != 0) Die(call, nullptr, err);
+  }
   for (const RlimitStep& r : plan.rlimits) {
     if (::setrlimit(r.resource, &r.value) != 0) Die("setrlimit", nullptr, errno);
   }

@@ -23,6 +23,7 @@
 
 #include "sandbox/child_plan.h"
 #include "sandbox/default_seccomp.h"
+#include "sandbox/netns_pool.h"
 #include "sandbox/seccomp_policy.h"
 #include "util/files.h"
 #include "util/strings.h"
@@ -243,8 +244,17 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
     return ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode);
   });
   if (auto prog = CachedSeccomp({}); !prog) return std::unexpected(prog.error());
-  return std::unique_ptr<Sandbox>(new Sandbox(std::move(config)));
+  std::unique_ptr<Sandbox> sandbox(new Sandbox(std::move(config)));
+  // Chosen once: namespaces made ahead where this process may (root), with each run otherwise.
+  if (sandbox->config_.netns_ready > 0) {
+    if (auto pool = NetnsPool::Create(sandbox->config_.netns_ready))
+      sandbox->netns_ = std::move(*pool);
+  }
+  return sandbox;
 }
+
+Sandbox::Sandbox(SandboxConfig config) : config_(std::move(config)) {}
+Sandbox::~Sandbox() = default;
 
 // A started tree between Prepare and Supervise. Destroying one that was never supervised kills
 // the tree, reaps its init and removes its cgroup.
@@ -505,8 +515,23 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   // ---- clone ----------------------------------------------------------------------------
   const auto start = Clock::now();
   int pidfd = -1;
-  const uint64_t ns_flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
-                            CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+  uint64_t ns_flags =
+      CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD;
+  // The network namespace: one made ahead, which the child is born in by being cloned from
+  // this thread while it is inside (the thread leaves right after), or a new one now.
+  UniqueFd netns;
+  std::unique_ptr<NetnsPool::Entered> in_netns;
+  if (netns_) {
+    auto ns = netns_->Take();
+    if (!ns) return std::unexpected(ns.error());
+    netns = std::move(*ns);
+    auto entered = netns_->Enter(netns.get());
+    if (!entered) return std::unexpected(entered.error());
+    in_netns = std::move(*entered);
+  } else {
+    ns_flags |= CLONE_NEWNET;
+    plan.bring_up_loopback = true;
+  }
   // Where the cgroup allows it (v2), the child is born in its cgroup: moving a live process
   // between cgroups costs an RCU grace period (cgroup_threadgroup_rwsem), milliseconds a run.
   bool born_in_cgroup = false;
@@ -525,6 +550,8 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   if (pid < 0) pid = ::syscall(SYS_clone, ns_flags | SIGCHLD, nullptr, &pidfd, nullptr, 0);
   if (pid < 0) return SysFail("clone", "sandbox namespaces");
   if (pid == 0) RunContainerInit(plan);
+  in_netns.reset();
+  netns.reset();  // the run's processes hold it now, and nothing else does
   UniqueFd pid_fd(pidfd);
   in->read.reset();
   out->write.reset();

