@@ -106,7 +106,7 @@ lint: build format-check
 ## the bare toolchains and bubblewrap; the sandbox's own cost; cold against warm (pooled) runs
 ## beside the bare interpreter, and their throughput at concurrency 1-8; the artifact cache; the server's overhead over the library, cold, warm, and in a
 ## session over WebSocket; sessions against one-shot runs per language; the polyrun-python
-## Jupyter kernel beside ipykernel; every language's hello world
+## Jupyter kernel beside ipykernel; every language's hello world; then the latency plots
 bench: setup
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j $(JOBS)
@@ -122,6 +122,7 @@ bench: setup
 	  JUPYTER_PATH="$$kernels/share/jupyter" JUPYTER_RUNTIME_DIR="$$kernels/runtime" \
 	  bench/jupyter_bench.py
 	bench/languages.py ./build-release/polyrun
+	bench/plot.py
 
 clean:
 	rm -rf build build-asan build-release

@@ -56,6 +56,7 @@
 #include "engine/result_json.h"
 #include "engine/session_manager.h"
 #include "server/server.h"
+#include "stats.h"
 #include "store/store.h"
 
 namespace {
@@ -67,6 +68,9 @@ namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+using polyrun::bench::Ms;
+using polyrun::bench::Percentile;
+using polyrun::bench::SummaryJson;
 using polyrun::engine::Engine;
 using polyrun::engine::ExecutionRequest;
 using polyrun::engine::ExecutionResult;
@@ -116,17 +120,6 @@ Args ParseArgs(int argc, char** argv) {
     a.out = std::string(POLYRUN_BENCH_RESULTS) + (a.warm ? "/server_warm.json" : "/server.json");
   }
   return a;
-}
-
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-// Nearest-rank percentile of an unsorted sample.
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
 struct Summary {
@@ -286,10 +279,6 @@ void WaitForThreadsStarted() {
 
 bool HaveWrk() {
   return std::system("command -v wrk >/dev/null 2>&1") == 0;
-}
-
-json SummaryJson(const Summary& s) {
-  return {{"median", s.median}, {"p90", s.p90}, {"p99", s.p99}};
 }
 
 json OrNull(const std::optional<double>& v) {
@@ -489,16 +478,16 @@ int Bench(const Args& args, const std::string& work) {
       {"start", start_kind},
       {"runs", args.runs},
       {"block", args.block},
-      {"library_ms", SummaryJson(a)},
-      {"service_ms", SummaryJson(d)},
-      {"http_ms", SummaryJson(h)},
+      {"library_ms", SummaryJson(library)},
+      {"service_ms", SummaryJson(service_ms)},
+      {"http_ms", SummaryJson(http_ms)},
       {"http_overhead_ms", overhead},
       {"http_ratio", ratio},
       {"store_queue_overhead_ms", d.median - a.median},
       {"http_layer_ms", h.median - d.median},
       {"session_code", kSessionCode},
-      {"session_library_ms", SummaryJson(sl)},
-      {"session_ws_ms", SummaryJson(sw)},
+      {"session_library_ms", SummaryJson(session_ms)},
+      {"session_ws_ms", SummaryJson(ws_ms)},
       {"session_ws_overhead_ms", sw.median - sl.median},
       {"wrk", kWrk},
       {"healthz_rps", OrNull(healthz)},

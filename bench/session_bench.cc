@@ -26,11 +26,15 @@
 
 #include "engine/engine.h"
 #include "engine/session.h"
+#include "stats.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+using polyrun::bench::Ms;
+using polyrun::bench::Percentile;
+using polyrun::bench::SummaryJson;
 using polyrun::engine::Engine;
 using polyrun::engine::ExecutionRequest;
 using polyrun::engine::Session;
@@ -67,17 +71,6 @@ const std::map<std::string, Probe> kProbes = {
       "readLines('/proc/self/status'), value = TRUE)), '\\n')"}},
     {"bash", {"echo $((1+1))", "echo $((1+1))", "awk '/VmRSS/ {print $2}' /proc/$$/status"}},
 };
-
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
-  return v[i];
-}
 
 struct Row {
   std::string language;
@@ -162,11 +155,10 @@ int Bench(int runs, const std::vector<std::string>& languages, const std::string
                 Percentile(r.run_ms, 99), s50 > 0 ? r50 / s50 : 0, r.rss_kb / 1024.0);
     j.push_back({{"language", r.language},
                  {"ready_ms", r.ready_ms},
-                 {"session_ms", {{"median", s50}, {"p99", Percentile(r.session_ms, 99)}}},
-                 {"run_ms", {{"median", r50}, {"p99", Percentile(r.run_ms, 99)}}},
+                 {"session_ms", SummaryJson(r.session_ms)},
+                 {"run_ms", SummaryJson(r.run_ms)},
                  {"run_over_session", s50 > 0 ? r50 / s50 : 0},
-                 {"idle_rss_bytes", r.rss_kb * 1024},
-                 {"samples", {{"session", r.session_ms.size()}, {"run", r.run_ms.size()}}}});
+                 {"idle_rss_bytes", r.rss_kb * 1024}});
   }
   std::printf("(ratio: a one-shot isolated run's median over a session execution's median)\n");
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "stats.h"
 
 extern char** environ;
 
@@ -42,6 +43,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+using polyrun::bench::Ms;
+using polyrun::bench::Percentile;
+using polyrun::bench::SummaryJson;
 using polyrun::engine::Engine;
 using polyrun::engine::EngineConfig;
 using polyrun::engine::ExecutionRequest;
@@ -55,17 +59,6 @@ const std::map<std::string, Hello> kHellos = {
     {"python", {"print(1)", {"/usr/bin/python3", "-s", "-c", "print(1)"}}},
     {"javascript", {"console.log(1)", {"/usr/bin/node", "-e", "console.log(1)"}}},
 };
-
-double Ms(Clock::duration d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-// Nearest-rank percentile of an unsorted sample.
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
 
 [[noreturn]] void Die(const std::string& what) {
   std::cerr << "warm_bench: " << what << "\n";
@@ -117,13 +110,6 @@ void AwaitReady(Engine& engine, const std::string& language) {
   }
 }
 
-json Summary(const std::vector<double>& v) {
-  return {{"median", Percentile(v, 50)},
-          {"p90", Percentile(v, 90)},
-          {"p99", Percentile(v, 99)},
-          {"n", v.size()}};
-}
-
 // Sustained throughput of Python `print(1)` at each concurrency: that many threads each running
 // back to back for `seconds`, per path. Warm runs fall back to cold ones whenever the pool is
 // empty, so "warm" reports which share of its runs found a sandbox ready.
@@ -166,7 +152,7 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, double seconds) {
       for (const auto& v : lat) all.insert(all.end(), v.begin(), v.end());
       const double rate = static_cast<double>(all.size()) / elapsed;
       if (std::string_view(path) == "bare") bare_rate[concurrency] = rate;
-      json j = Summary(all);
+      json j = SummaryJson(all);
       j["runs_per_second"] = rate;
       j["ratio_to_bare"] = rate / bare_rate[concurrency];
       std::printf("%-5s %11d %10.0f %10.2f %10.2f   %.2f", path, concurrency, rate,
@@ -248,7 +234,7 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
       const auto& v = ms[name];
       std::printf("%-11s %-5s %10.2f %10.2f %10.2f   %.2f\n", lang.c_str(), name, Percentile(v, 50),
                   Percentile(v, 90), Percentile(v, 99), Percentile(v, 50) / bare);
-      j[name] = Summary(v);
+      j[name] = SummaryJson(v);
     }
     j["cold_overhead_ms"] = Percentile(ms["cold"], 50) - bare;
     j["warm_over_bare"] = Percentile(ms["warm"], 50) / bare;

@@ -697,17 +697,37 @@ def execute(msg):
         send(frame)
         status = "interrupted" if isinstance(e, KeyboardInterrupt) else "error"
     if status == "interrupted":
-        # The interrupt reached the process group while the cell was still forking: a child
-        # forked after it (a fork bomb's) never got it. Again, now that the cell has stopped,
-        # so the interrupt covers every process the cell started (the driver, disarmed,
-        # ignores it).
-        try:
-            os.killpg(os.getpgrp(), _signal.SIGINT)
-        except OSError:
-            pass
-        _reap_abandoned()
+        _stop_stragglers()
         _reap_next = True
     send({"type": "done", "id": msg.get("id"), "status": status})
+
+
+def _stop_stragglers():
+    """After an interrupted execution: SIGKILL whatever is left in the driver's process group.
+    The interrupt cannot reach everything the cell started: a child forked while it was being
+    delivered never got it, and one that got it while still in Python can exec before Python
+    runs the handler (a fork bomb's children survived both a second SIGINT). Only the group:
+    a process the user started in a session of its own is left alone."""
+    me, group = os.getpid(), os.getpgrp()
+    for _ in range(100):  # each pass kills all it sees; a pass finding none ends it
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            if fields[0] != "Z" and int(fields[2]) == group:
+                found = True
+                try:
+                    os.kill(int(name), _signal.SIGKILL)
+                except OSError:
+                    pass
+        _reap_abandoned()
+        if not found:
+            return
 
 
 def _reap_abandoned():
