@@ -20,9 +20,10 @@
 //
 // With --warm-pools the engine keeps warm pools (docs/performance.md) and every one-shot run
 // starts once a warm sandbox is ready (off the clock): (a), (d) and (b) are then warm runs, and
-// the figures go to bench/results/server_warm.json.
+// the figures go to bench/results/server_warm.json. With --zygote every one-shot run is forked
+// from python's zygote instead (bench/results/server_zygote.json).
 //
-//   server_bench [--runs N] [--block B] [--warm-pools] [--out FILE]
+//   server_bench [--runs N] [--block B] [--warm-pools | --zygote] [--out FILE]
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ struct Args {
   size_t runs = 200;
   size_t block = 10;
   std::string out;
-  bool warm = false;
+  std::string start = "cold";  // how the one-shot runs start: cold, warm or zygote
 };
 
 // Thrown up to main, which reports it and removes the work directory.
@@ -111,13 +112,16 @@ Args ParseArgs(int argc, char** argv) {
     } else if (arg == "--out" && i + 1 < argc) {
       a.out = argv[++i];
     } else if (arg == "--warm-pools") {
-      a.warm = true;
+      a.start = "warm";
+    } else if (arg == "--zygote") {
+      a.start = "zygote";
     } else {
-      Die("usage: server_bench [--runs N] [--block B] [--warm-pools] [--out FILE]");
+      Die("usage: server_bench [--runs N] [--block B] [--warm-pools | --zygote] [--out FILE]");
     }
   }
   if (a.out.empty()) {
-    a.out = std::string(POLYRUN_BENCH_RESULTS) + (a.warm ? "/server_warm.json" : "/server.json");
+    a.out = std::string(POLYRUN_BENCH_RESULTS) +
+            (a.start == "cold" ? "/server.json" : "/server_" + a.start + ".json");
   }
   return a;
 }
@@ -289,19 +293,23 @@ int Bench(const Args& args, const std::string& work) {
   polyrun::engine::EngineConfig cfg;
   cfg.languages_dir = POLYRUN_LANGUAGES_DIR;
   cfg.cache_dir = work + "/cache";
+  cfg.zygotes = args.start == "zygote";
+  if (args.start == "zygote") cfg.warm_pool_size = 0;
   std::filesystem::create_directories(cfg.cache_dir);
   auto created = Engine::Create(cfg);
   if (!created) Die(created.error().message());
   Engine& engine = **created;
   engine.registry().ProbeVersions(cfg.cache_dir);
-  if (args.warm) engine.StartWarmPools();
-  const std::string start_kind = args.warm ? "warm" : "cold";
+  if (args.start != "cold") engine.StartWarmPools();
+  const std::string start_kind = args.start;
   // Warm: each run starts once the pool has a sandbox ready; the refill is off the clock.
+  // Zygote: once the server runs (it only waits at the start).
   auto await_ready = [&] {
-    if (!args.warm) return;
+    if (args.start == "cold") return;
     const auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (engine.WarmPoolStats()[kLanguage].ready == 0) {
-      if (Clock::now() > deadline) Die("no warm sandbox within 60 s");
+    while (args.start == "warm" ? engine.WarmPoolStats()[kLanguage].ready == 0
+                                : !engine.ZygoteStats()[kLanguage].ready) {
+      if (Clock::now() > deadline) Die("no " + args.start + " start within 60 s");
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   };

@@ -4,10 +4,11 @@
 //         stdout through a pipe, no isolation at all: the floor a cold run is measured against;
 //   cold  Engine::Run on an engine without warm pools: a sandbox built for the run;
 //   warm  Engine::Run with warm pools, each run started once the pool has a sandbox ready (the
-//         latency a run sees when the pool keeps up; the filler's work is off the clock).
+//         latency a run sees when the pool keeps up; the filler's work is off the clock);
+//   zygote  Engine::Run forked from the language's fork server (languages with a [zygote]).
 // The paths are interleaved in blocks after a warm-up, so machine noise lands on all alike.
-// Then the memory one waiting warm sandbox costs (its cgroup's peak), and the sustained
-// throughput of Python `print(1)` at concurrency 1, 2, 4 and 8 on each path.
+// Then the memory one waiting warm sandbox and one zygote cost (their cgroups' peaks), and the
+// sustained throughput of Python `print(1)` at concurrency 1, 2, 4 and 8 on each path.
 //
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
@@ -91,11 +92,12 @@ std::string Bare(const std::vector<std::string>& argv) {
   return text;
 }
 
-std::unique_ptr<Engine> MakeEngine(const std::string& cache, size_t pool) {
+std::unique_ptr<Engine> MakeEngine(const std::string& cache, size_t pool, bool zygotes) {
   EngineConfig config;
   config.languages_dir = POLYRUN_LANGUAGES_DIR;
   config.cache_dir = cache;
   config.warm_pool_size = pool;
+  config.zygotes = zygotes;
   auto e = Engine::Create(config);
   if (!e) Die(e.error().message());
   return std::move(*e);
@@ -110,19 +112,30 @@ void AwaitReady(Engine& engine, const std::string& language) {
   }
 }
 
+// Waits (bounded) until the language's zygote runs.
+void AwaitZygote(Engine& engine, const std::string& language) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (!engine.ZygoteStats()[language].ready) {
+    if (Clock::now() > deadline) {
+      Die(language + ": no zygote within 60 s: " + engine.ZygoteStats()[language].last_error);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 // Sustained throughput of Python `print(1)` at each concurrency: that many threads each running
 // back to back for `seconds`, per path. Warm runs fall back to cold ones whenever the pool is
 // empty, so "warm" reports which share of its runs found a sandbox ready.
-json Throughput(Engine& cold_engine, Engine& warm_engine, double seconds) {
+json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine, double seconds) {
   const Hello& hello = kHellos.at("python");
   ExecutionRequest req;
   req.language = "python";
   req.code = hello.code;
   json out = json::object();
-  std::printf("\n%-5s %11s %10s %10s %10s   %s\n", "path", "concurrency", "runs/s", "median ms",
+  std::printf("\n%-6s %11s %10s %10s %10s   %s\n", "path", "concurrency", "runs/s", "median ms",
               "p99 ms", "ratio to bare (runs/s)");
   std::map<int, double> bare_rate;
-  for (const char* path : {"bare", "cold", "warm"}) {
+  for (const char* path : {"bare", "cold", "warm", "zygote"}) {
     for (int concurrency : {1, 2, 4, 8}) {
       std::vector<std::vector<double>> lat(static_cast<size_t>(concurrency));
       std::atomic<size_t> warm_starts{0};
@@ -137,10 +150,12 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, double seconds) {
             if (std::string_view(path) == "bare") {
               if (Bare(hello.bare) != "1\n") Die("throughput bare: wrong output");
             } else {
-              Engine& e = std::string_view(path) == "cold" ? cold_engine : warm_engine;
+              Engine& e = std::string_view(path) == "cold"   ? cold_engine
+                          : std::string_view(path) == "warm" ? warm_engine
+                                                             : zygote_engine;
               const ExecutionResult r = e.Run(req);
               if (r.stdout_text != "1\n") Die(std::string("throughput ") + path + ": " + r.reason);
-              if (r.usage.start == "warm") ++warm_starts;
+              if (r.usage.start == path) ++warm_starts;
             }
             lat[static_cast<size_t>(t)].push_back(Ms(Clock::now() - s));
           }
@@ -155,11 +170,12 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, double seconds) {
       json j = SummaryJson(all);
       j["runs_per_second"] = rate;
       j["ratio_to_bare"] = rate / bare_rate[concurrency];
-      std::printf("%-5s %11d %10.0f %10.2f %10.2f   %.2f", path, concurrency, rate,
+      std::printf("%-6s %11d %10.0f %10.2f %10.2f   %.2f", path, concurrency, rate,
                   Percentile(all, 50), Percentile(all, 99), rate / bare_rate[concurrency]);
-      if (std::string_view(path) == "warm") {
-        j["warm_share"] = static_cast<double>(warm_starts) / static_cast<double>(all.size());
-        std::printf("   (%.0f%% started warm)", 100.0 * j["warm_share"].get<double>());
+      if (std::string_view(path) == "warm" || std::string_view(path) == "zygote") {
+        // Runs a path could not serve (an empty pool, a zygote being replaced) ran cold.
+        j["share"] = static_cast<double>(warm_starts) / static_cast<double>(all.size());
+        std::printf("   (%.0f%% started %s)", 100.0 * j["share"].get<double>(), path);
       }
       std::printf("\n");
       out[path][std::to_string(concurrency)] = j;
@@ -172,12 +188,14 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
           double throughput_seconds) {
   const std::string cache = std::filesystem::temp_directory_path() / "polyrun-warm-bench-cache";
   std::filesystem::create_directories(cache);
-  auto cold_engine = MakeEngine(cache, 0);
-  auto warm_engine = MakeEngine(cache, 1);
+  auto cold_engine = MakeEngine(cache, 0, false);
+  auto warm_engine = MakeEngine(cache, 1, false);
   warm_engine->StartWarmPools();
+  auto zygote_engine = MakeEngine(cache, 0, true);
+  zygote_engine->StartWarmPools();
 
   json results = json::object();
-  std::printf("%-11s %-5s %10s %10s %10s   %s\n", "language", "path", "median ms", "p90 ms",
+  std::printf("%-11s %-6s %10s %10s %10s   %s\n", "language", "path", "median ms", "p90 ms",
               "p99 ms", "ratio to bare (median)");
   for (const auto& lang : languages) {
     auto hello = kHellos.find(lang);
@@ -186,7 +204,8 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     req.language = lang;
     req.code = hello->second.code;
     std::map<std::string, std::vector<double>> ms;
-    const std::vector<std::pair<std::string, std::function<void(bool)>>> paths = {
+    const bool has_zygote = zygote_engine->ZygoteStats().contains(lang);
+    std::vector<std::pair<std::string, std::function<void(bool)>>> paths = {
         {"bare",
          [&](bool timed) {
            const auto t0 = Clock::now();
@@ -215,6 +234,18 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
            if (timed) ms["warm"].push_back(d);
          }},
     };
+    if (has_zygote) {
+      paths.emplace_back("zygote", [&](bool timed) {
+        AwaitZygote(*zygote_engine, lang);
+        const auto t0 = Clock::now();
+        const ExecutionResult r = zygote_engine->Run(req);
+        const double d = Ms(Clock::now() - t0);
+        if (r.stdout_text != "1\n" || r.usage.start != "zygote") {
+          Die(lang + " zygote: " + r.usage.start + " " + r.reason + " " + r.stderr_text);
+        }
+        if (timed) ms["zygote"].push_back(d);
+      });
+    }
     for (int i = 0; i < 3; ++i) {
       for (const auto& [name, p] : paths) p(false);
     }
@@ -230,9 +261,10 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     const double bare = Percentile(ms["bare"], 50);
     json j = {{"code", hello->second.code},
               {"warm_sandbox_memory_bytes", stats.ready ? stats.memory_bytes / stats.ready : 0}};
-    for (const char* name : {"bare", "cold", "warm"}) {
+    for (const char* name : {"bare", "cold", "warm", "zygote"}) {
+      if (!ms.contains(name)) continue;
       const auto& v = ms[name];
-      std::printf("%-11s %-5s %10.2f %10.2f %10.2f   %.2f\n", lang.c_str(), name, Percentile(v, 50),
+      std::printf("%-11s %-6s %10.2f %10.2f %10.2f   %.2f\n", lang.c_str(), name, Percentile(v, 50),
                   Percentile(v, 90), Percentile(v, 99), Percentile(v, 50) / bare);
       j[name] = SummaryJson(v);
     }
@@ -241,14 +273,26 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     std::printf("%-11s cold overhead over bare %.2f ms; one waiting warm sandbox %.1f MB\n",
                 lang.c_str(), j["cold_overhead_ms"].get<double>(),
                 j["warm_sandbox_memory_bytes"].get<double>() / 1048576.0);
+    if (has_zygote) {
+      j["zygote_over_bare"] = Percentile(ms["zygote"], 50) / bare;
+      j["zygote_memory_bytes"] = zygote_engine->ZygoteStats()[lang].memory_bytes;
+      std::printf("%-11s zygote %.2fx bare; the zygote %.1f MB\n", lang.c_str(),
+                  j["zygote_over_bare"].get<double>(),
+                  j["zygote_memory_bytes"].get<double>() / 1048576.0);
+    }
     results[lang] = j;
   }
   if (throughput_seconds > 0) {
     warm_engine.reset();
-    auto served = MakeEngine(cache, EngineConfig{}.warm_pool_size);  // as `polyrun serve` runs
+    zygote_engine.reset();
+    // Pools as `polyrun serve` keeps them; one engine with them alone, one as served (zygotes).
+    auto pooled = MakeEngine(cache, EngineConfig{}.warm_pool_size, false);
+    pooled->StartWarmPools();
+    AwaitReady(*pooled, "python");
+    auto served = MakeEngine(cache, EngineConfig{}.warm_pool_size, true);
     served->StartWarmPools();
-    AwaitReady(*served, "python");
-    results["throughput_python"] = Throughput(*cold_engine, *served, throughput_seconds);
+    AwaitZygote(*served, "python");
+    results["throughput_python"] = Throughput(*cold_engine, *pooled, *served, throughput_seconds);
   }
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());
   std::ofstream(out) << results.dump(1) << "\n";

@@ -75,9 +75,10 @@ def _run():
         raise SystemExit(1) from None
 
 
-# The interpreter's own start-up objects will never be garbage: moved out of the collector's
-# sight, the final collection at exit skips them (it costs ~6 ms of a ~10 ms run otherwise).
-gc.freeze()
-os.write(3, b"R")
-os.close(3)
-_run()
+if __name__ == "__main__":  # zygote.py imports _run and runs it in each forked run
+    # The interpreter's own start-up objects will never be garbage: moved out of the collector's
+    # sight, the final collection at exit skips them (it costs ~6 ms of a ~10 ms run otherwise).
+    gc.freeze()
+    os.write(3, b"R")
+    os.close(3)
+    _run()

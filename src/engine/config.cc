@@ -11,7 +11,7 @@ namespace polyrun::engine {
 
 namespace {
 
-constexpr std::array<OptionDecl, 8> kSettings = {{
+constexpr std::array<OptionDecl, 9> kSettings = {{
     {"languages_dir", "languages-dir", OptionType::kString, "",
      "Directory of language folders (default: $POLYRUN_LANGUAGES, else the languages/ folder "
      "beside the binary's build or install tree)"},
@@ -28,6 +28,9 @@ constexpr std::array<OptionDecl, 8> kSettings = {{
      0, 64},
     {"warm_pool_memory", "", OptionType::kSize, "1G",
      "Bound of the memory the waiting warm sandboxes use together", 0, UINT64_MAX},
+    {"zygotes", "", OptionType::kBool, "true",
+     "Keep a fork server (zygote) for each language with one, started with the warm pools: "
+     "runs it can serve are forked from an initialised interpreter. Servers only"},
     {"sandbox.cgroup_root", "", OptionType::kString, "",
      "cgroup v2 directory under which runs get their cgroups (default: polyrun's own cgroup)"},
     {"sandbox.uid", "", OptionType::kCount, "",
@@ -74,6 +77,9 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
       (key == "artifact_cache_size" ? cfg.artifact_cache_bytes
        : key == "warm_pool_memory"  ? cfg.warm_pool_memory
                                     : cfg.warm_pool_size) = *n;
+    } else if (key == "zygotes") {
+      if (!value.is_boolean()) return Fail(Errc::kParse, "zygotes: expected true or false");
+      cfg.zygotes = value.as_boolean();
     } else if (key == "sandbox") {
       if (!value.is_table()) return Fail(Errc::kParse, "sandbox: expected a table");
       for (const auto& [k, v] : value.as_table()) {

@@ -11,6 +11,7 @@ TEST(ParseConfig, ReadsEverySection) {
   auto cfg = ParseConfig(R"(
 languages_dir = "/opt/langs"
 cache_dir = "/var/cache/polyrun"
+zygotes = false
 [sandbox]
 cgroup_root = "/sys/fs/cgroup/polyrun.slice"
 uid = 4000
@@ -30,6 +31,7 @@ wall_time = "1m"
   ASSERT_TRUE(cfg) << cfg.error().message();
   EXPECT_EQ(cfg->languages_dir, "/opt/langs");
   EXPECT_EQ(cfg->cache_dir, "/var/cache/polyrun");
+  EXPECT_FALSE(cfg->zygotes);
   EXPECT_EQ(cfg->cgroup_root, "/sys/fs/cgroup/polyrun.slice");
   EXPECT_EQ(cfg->sandbox_uid, 4000);
   EXPECT_EQ(*cfg->limits[Limit::kWallTime], 10000u);
@@ -53,6 +55,10 @@ TEST(ParseConfig, ErrorsNameTheFileAndKey) {
   auto top = ParseConfig("colour = \"blue\"\n", "c.toml", {});
   ASSERT_FALSE(top);
   EXPECT_NE(top.error().message().find("colour: unknown key"), std::string::npos);
+  auto zygotes = ParseConfig("zygotes = \"yes\"\n", "c.toml", {});
+  ASSERT_FALSE(zygotes);
+  EXPECT_NE(zygotes.error().message().find("zygotes: expected true or false"), std::string::npos)
+      << zygotes.error().message();
   auto syntax = ParseConfig("[limits\n", "c.toml", {});
   ASSERT_FALSE(syntax);
   EXPECT_EQ(syntax.error().code, Errc::kParse);

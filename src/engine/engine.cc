@@ -433,7 +433,56 @@ Result<sandbox::SandboxSpec> Engine::WarmSpec(const languages::Language& lang) {
   return spec;
 }
 
+Result<sandbox::SandboxSpec> Engine::ZygoteSpec(const languages::Language& lang) {
+  if (!lang.zygote) {
+    return Fail(Errc::kInvalidArgument, "language: " + lang.id + " has no [zygote]");
+  }
+  auto limits = StageLimits(lang, {}, false);
+  if (!limits) return std::unexpected(limits.error());
+  sandbox::SandboxSpec spec;
+  spec.argv = ExpandCommand(lang.zygote->command, lang.entry, {}, {}, *limits);
+  spec.env = RecipeEnv(kSandboxEnv, lang.run, lang.entry, *limits);
+  spec.binds = languages::BindsFor(lang, *lang.zygote);
+  spec.extra_syscalls = lang.syscalls;
+  spec.limits = ToSandboxLimits(*limits);
+  // The server's CPU rlimit bounds every run's (a run can lower its own, never raise it).
+  const auto ceiling = config_.ceiling[Limit::kCpuTime];
+  spec.limits.cpu_time = std::chrono::milliseconds(ceiling ? *ceiling : 3'600'000);
+  return spec;
+}
+
+std::shared_ptr<sandbox::Zygote> Engine::ZygoteFor(const languages::Language& lang,
+                                                   const ExecutionRequest& req,
+                                                   const LimitSet& limits) {
+  if (!zygotes_ || !zygotes_->Serves(lang.id)) return nullptr;
+  // As for warm pools: the server started with [run]'s environment, and without a network.
+  if (!req.env.empty() || req.network) return nullptr;
+  auto zygote = zygotes_->Get(lang.id);
+  if (!zygote) return nullptr;
+  const sandbox::SandboxLimits wanted = ToSandboxLimits(limits);
+  const sandbox::SandboxLimits& own = zygote->limits();
+  if (wanted.file_size_bytes > own.file_size_bytes || wanted.open_files > own.open_files ||
+      wanted.stack_bytes > own.stack_bytes) {
+    return nullptr;
+  }
+  return zygote;
+}
+
+std::map<std::string, Zygotes::Stats> Engine::ZygoteStats() {
+  return zygotes_ ? zygotes_->stats() : std::map<std::string, Zygotes::Stats>{};
+}
+
 void Engine::StartWarmPools() {
+  if (config_.zygotes && !zygotes_) {
+    std::map<std::string, sandbox::SandboxSpec> specs;
+    std::lock_guard lock(registry_mu_);
+    for (const auto& entry : registry_.entries()) {
+      const languages::Language* lang = entry.language.get();
+      if (!entry.usable || lang == nullptr || !lang->zygote || lang->compile) continue;
+      if (auto spec = ZygoteSpec(*lang); spec) specs.emplace(lang->id, std::move(*spec));
+    }
+    if (!specs.empty()) zygotes_ = std::make_unique<Zygotes>(*sandbox_, std::move(specs));
+  }
   if (warm_ || config_.warm_pool_size == 0) return;
   std::map<std::string, sandbox::SandboxSpec> specs;
   std::lock_guard lock(registry_mu_);
@@ -741,22 +790,39 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   };
   std::optional<sandbox::PreparedSandbox> warm;
   std::optional<std::string> header;
-  if (!lang.compile && lang.warm && warm_) header = WarmHeader(spec.files, entry_name, req.args);
-  if (header) warm = TakeWarm(lang, req, *limits);
-  Result<sandbox::SandboxOutcome> outcome;
-  if (warm && header) {
-    // The bootstrap reads the run (header, files) from stdin, then the program its own stdin.
-    spec.stdin_data = std::move(*header) + req.stdin_data;
-    outcome = sandbox_->Claim(std::move(*warm), spec);
-  } else {
-    outcome = sandbox_->Run(spec);
+  if (!lang.compile && ((lang.warm && warm_) || (lang.zygote && zygotes_))) {
+    header = WarmHeader(spec.files, entry_name, req.args);
+  }
+  // The zygote first, then a warm sandbox, else cold. A zygote's run and a warm bootstrap read
+  // the run (header, files) from stdin, then the program its own stdin.
+  Result<sandbox::SandboxOutcome> outcome = Fail(Errc::kUnavailable, "no zygote");
+  const char* mode = "zygote";
+  const std::string run_header = header.value_or("");
+  if (auto zygote = header ? ZygoteFor(lang, req, *limits) : nullptr) {
+    spec.stdin_data = run_header + req.stdin_data;
+    outcome = sandbox_->RunInZygote(*zygote, spec);
+    if (!outcome && outcome.error().code == Errc::kUnavailable) {
+      zygotes_->Broken(lang.id, zygote);  // replaced; this run goes on without it
+      spec.stdin_data = req.stdin_data;
+    }
+  }
+  if (!outcome && outcome.error().code == Errc::kUnavailable) {
+    if (header && lang.warm) warm = TakeWarm(lang, req, *limits);
+    if (warm) {
+      spec.stdin_data = run_header + req.stdin_data;
+      outcome = sandbox_->Claim(std::move(*warm), spec);
+      mode = "warm";
+    } else {
+      outcome = sandbox_->Run(spec);
+      mode = "cold";
+    }
   }
   if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
   Verdict v = Judge(*outcome, *limits, false, spec.argv[0].starts_with("/work/"));
   final_extra["limit"] = v.limit;
-  final_extra["usage"] = ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
-                                      static_cast<uint64_t>(outcome->cpu.count()),
-                                      outcome->memory_peak_bytes, warm ? "warm" : "cold"});
+  final_extra["usage"] =
+      ToJson(Usage{static_cast<uint64_t>(outcome->wall.count()),
+                   static_cast<uint64_t>(outcome->cpu.count()), outcome->memory_peak_bytes, mode});
   final_extra["truncated"] = {{"stdout", outcome->stdout_truncated},
                               {"stderr", outcome->stderr_truncated}};
   if (outcome->termination == Termination::kExited) final_extra["exit_code"] = outcome->exit_code;

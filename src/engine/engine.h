@@ -12,6 +12,7 @@
 #include "engine/result.h"
 #include "engine/session.h"
 #include "engine/warm_pool.h"
+#include "engine/zygotes.h"
 #include "languages/registry.h"
 #include "sandbox/sandbox.h"
 
@@ -55,12 +56,15 @@ class Engine {
   sandbox::Sandbox& sandbox() { return *sandbox_; }
 
   // Starts warm pools (config warm_pool_size, warm_pool_memory) for every language with a warm
-  // bootstrap; from then on Run takes a warm sandbox when the request allows it (see
-  // docs/performance.md) and runs cold otherwise. For long-lived processes (the server): the
-  // pools fill in the background. Call at most once, before runs start.
+  // bootstrap, and zygotes (config zygotes) for every language with a fork server; from then
+  // on Run forks a run from the zygote, or else takes a warm sandbox, when the request allows
+  // it (see docs/performance.md), and runs cold otherwise. For long-lived processes (the
+  // server): both start in the background. Call at most once, before runs start.
   void StartWarmPools();
   // The pools' figures per language; empty without warm pools.
   std::map<std::string, WarmPool::Stats> WarmPoolStats();
+  // The zygotes' figures per language; empty without zygotes.
+  std::map<std::string, Zygotes::Stats> ZygoteStats();
 
   languages::Registry& registry() { return registry_; }
   const EngineConfig& config() const { return config_; }
@@ -75,6 +79,14 @@ class Engine {
   std::optional<sandbox::PreparedSandbox> TakeWarm(const languages::Language& lang,
                                                    const ExecutionRequest& req,
                                                    const languages::LimitSet& limits);
+
+  // The fork server's spec for a language with a [zygote].
+  Result<sandbox::SandboxSpec> ZygoteSpec(const languages::Language& lang);
+  // The language's zygote if this run may be forked from it: no request environment or
+  // network, and rlimits within the zygote's. Null otherwise (or none is running).
+  std::shared_ptr<sandbox::Zygote> ZygoteFor(const languages::Language& lang,
+                                             const ExecutionRequest& req,
+                                             const languages::LimitSet& limits);
 
   // The limits of a stage: compile (true) or run, from `requested` over config and manifest;
   // `own` (a check recipe's) over the manifest's stage defaults.
@@ -93,6 +105,7 @@ class Engine {
   std::unique_ptr<sandbox::Sandbox> sandbox_;
   ArtifactCache cache_;
   std::unique_ptr<WarmPool> warm_;  // declared last: destroyed first, before the sandbox
+  std::unique_ptr<Zygotes> zygotes_;
 };
 
 // A new execution id: time-ordered, unique, URL-safe ("ex_" + 26 chars).

@@ -284,6 +284,15 @@ Result<Language> ParseRoot(Table& t) {
     }
     lang.warm = std::move(warm_recipe);
   }
+  POLYRUN_TRY(zygote, t.Sub("zygote"));
+  if (zygote) {
+    POLYRUN_TRY(zygote_recipe, ParseRecipe(*zygote, false));
+    if (!zygote_recipe.env.empty() || zygote_recipe.limits.values != LimitSet{}.values) {
+      return Fail(Errc::kParse,
+                  "zygote: takes only `command`; the environment and limits are [run]'s");
+    }
+    lang.zygote = std::move(zygote_recipe);
+  }
   POLYRUN_TRY(detect, t.Sub("detect"));
   if (detect) {
     POLYRUN_TRY(patterns, detect->Regexes("patterns"));

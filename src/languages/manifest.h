@@ -84,6 +84,10 @@ struct Language {
   // interpreter, writes 'R' on fd 3 and closes it, then reads one run from stdin and runs it as
   // [run] would. Absent: the language's runs are always cold.
   std::optional<Recipe> warm;
+  // The fork server (docs/performance.md, "Zygotes"): started once in a sandbox of its own,
+  // keeps the interpreter initialised and forks each run, which then reads the run from stdin
+  // as the warm bootstrap does. Absent: no zygote for the language.
+  std::optional<Recipe> zygote;
   std::string package_manager;
   std::string dir;  // the folder the manifest came from
 };

@@ -47,6 +47,20 @@ TEST(ParseManifest, ReadsAFullManifest) {
   EXPECT_EQ(*lang->run.limits[Limit::kMemory], 512u << 20);
   EXPECT_EQ(lang->run.env.at("TOY"), "1");
   EXPECT_EQ(lang->errors.line_offset, 2);
+  EXPECT_FALSE(lang->zygote);
+}
+
+TEST(ParseManifest, ReadsAZygoteWithItsCommandOnly) {
+  const std::string with =
+      std::string(kGood) + "[zygote]\ncommand = [\"/usr/bin/toy\", \"zygote\"]\n";
+  auto lang = ParseManifest(with, "toy/manifest.toml");
+  ASSERT_TRUE(lang) << lang.error().message();
+  ASSERT_TRUE(lang->zygote);
+  EXPECT_EQ(lang->zygote->command, (std::vector<std::string>{"/usr/bin/toy", "zygote"}));
+  auto env = ParseManifest(with + "env = { A = \"1\" }\n", "toy/manifest.toml");
+  ASSERT_FALSE(env);
+  EXPECT_NE(env.error().message().find("zygote: takes only `command`"), std::string::npos)
+      << env.error().message();
 }
 
 std::string Replace(std::string s, const std::string& from, const std::string& to) {

@@ -39,9 +39,9 @@ bool ExpandLangDir(std::string& s, const std::string& dir) {
 // recipes, which are marked so that only their stages get the folder bound there.
 void ResolveLangDir(Language& lang) {
   for (auto& a : lang.version_command) ExpandLangDir(a, lang.dir);
-  for (Recipe* r :
-       {lang.compile ? &*lang.compile : nullptr, &lang.run, lang.check ? &*lang.check : nullptr,
-        lang.session ? &*lang.session : nullptr, lang.warm ? &*lang.warm : nullptr}) {
+  for (Recipe* r : {lang.compile ? &*lang.compile : nullptr, &lang.run,
+                    lang.check ? &*lang.check : nullptr, lang.session ? &*lang.session : nullptr,
+                    lang.warm ? &*lang.warm : nullptr, lang.zygote ? &*lang.zygote : nullptr}) {
     if (r == nullptr) continue;
     for (auto& a : r->command) r->uses_lang_dir |= ExpandLangDir(a, kLangDirInSandbox);
     for (auto& [k, v] : r->env) r->uses_lang_dir |= ExpandLangDir(v, kLangDirInSandbox);

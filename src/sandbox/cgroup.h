@@ -37,6 +37,10 @@ class Cgroup {
   // whose write side costs an RCU grace period (often 5-20 ms) per run when a supervisor
   // moves it. Empty: use CloneIntoFd() or AddProcess().
   virtual std::vector<std::string> SelfJoinFiles() const { return {}; }
+  // Control files through which a process moves itself in by writing "0", also through a
+  // descriptor the host opened for it (a zygote's run, docs/performance.md): v1's tasks files
+  // (they move the writing thread, which skips the threadgroup lock), v2's cgroup.procs.
+  virtual std::vector<std::string> SelfMoveFiles() const = 0;
   // Cheap enough to call every few milliseconds while a run is live.
   virtual Result<CgroupUsage> Usage() = 0;
   // Sends SIGKILL to every process in the cgroup. The PID-namespace init's death is the primary

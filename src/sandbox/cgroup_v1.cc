@@ -31,6 +31,7 @@ class CgroupV1 final : public Cgroup {
   std::vector<std::string> SelfJoinFiles() const override {
     return {memory_ + "/tasks", pids_ + "/tasks", cpuacct_ + "/tasks"};
   }
+  std::vector<std::string> SelfMoveFiles() const override { return SelfJoinFiles(); }
 
   Result<CgroupUsage> Usage() override {
     CgroupUsage u;

@@ -25,6 +25,7 @@ class CgroupV2 final : public Cgroup {
   }
 
   int CloneIntoFd() const override { return fd_.get(); }
+  std::vector<std::string> SelfMoveFiles() const override { return {dir_ + "/cgroup.procs"}; }
 
   Result<void> AddProcess(pid_t pid) override {
     return Write(dir_, "cgroup.procs", std::to_string(pid));

@@ -44,6 +44,10 @@ struct ChildPlan {
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1, status_fd = -1, sync_fd = -1;
   int frames_fd = -1;  // optional: becomes the program's fd 3
   bool clear_groups = false;
+  // The program is a zygote (docs/performance.md): it keeps CAP_SYS_ADMIN, CAP_NET_ADMIN and
+  // CAP_SETPCAP in the sandbox's user namespace, as ambient capabilities across its execve, and
+  // `seccomp` is the fork-server profile. Its frames fd is a SOCK_SEQPACKET socket.
+  bool fork_server = false;
   // The network namespace was made with the run (no NetnsPool): its loopback is still down.
   bool bring_up_loopback = false;
   uid_t inner_uid = 1000;

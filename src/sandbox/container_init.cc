@@ -112,15 +112,29 @@ void RunStep(const SetupStep& s) {
   }
 }
 
-void DropPrivileges(const ChildPlan& plan) {
-  // Lock the uid 0 special cases off for good before giving up CAP_SETPCAP.
-  if (::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-                                     SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-                                     SECBIT_NO_CAP_AMBIENT_RAISE |
-                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0) {
-    Die("prctl PR_SET_SECUREBITS", nullptr, errno);
+// What a fork server keeps (in the sandbox's user namespace only): enough to build each run's
+// namespaces and mounts, and CAP_SETPCAP so that each run can drop all of them for good.
+constexpr int kForkServerCaps[] = {CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_SETPCAP};
+
+bool ForkServerCap(int cap) {
+  for (int kept : kForkServerCaps) {
+    if (cap == kept) return true;
   }
+  return false;
+}
+
+void DropPrivileges(const ChildPlan& plan) {
+  // Lock the uid 0 special cases off for good before giving up CAP_SETPCAP. A fork server's
+  // runs lock the rest themselves (languages/python/zygote.py).
+  unsigned long bits =
+      SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED;
+  if (!plan.fork_server) {
+    bits |=
+        SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+  }
+  if (::prctl(PR_SET_SECUREBITS, bits) != 0) Die("prctl PR_SET_SECUREBITS", nullptr, errno);
   for (int cap = 0; cap <= 63; ++cap) {
+    if (plan.fork_server && ForkServerCap(cap)) continue;
     if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
       Die("prctl PR_CAPBSET_DROP", nullptr, errno);
     }
@@ -130,7 +144,22 @@ void DropPrivileges(const ChildPlan& plan) {
   }
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
+  if (plan.fork_server) {
+    // Permitted, effective and inheritable: an ambient capability must be in both of the last.
+    for (int cap : kForkServerCaps) {
+      data[0].permitted |= 1u << cap;  // all three are below 32
+      data[0].effective |= 1u << cap;
+      data[0].inheritable |= 1u << cap;
+    }
+  }
   if (::syscall(SYS_capset, &header, data) != 0) Die("capset", nullptr, errno);
+  if (plan.fork_server) {
+    for (int cap : kForkServerCaps) {
+      if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0) {
+        Die("prctl PR_CAP_AMBIENT_RAISE", nullptr, errno);
+      }
+    }
+  }
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     Die("prctl PR_SET_NO_NEW_PRIVS", nullptr, errno);
   // Not dumpable: the program (same uid) cannot open /proc/1/mem or ptrace-attach to us.

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 #include "sandbox/default_seccomp.h"
 #include "sandbox/netns_pool.h"
 #include "sandbox/seccomp_policy.h"
+#include "sandbox/started_tree.h"
 #include "util/files.h"
 #include "util/strings.h"
 #include "util/unique_fd.h"
@@ -51,40 +53,33 @@ const char kPasswd[] =
 const char kGroup[] = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
 const char kHosts[] = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n";
 
-struct Pipe {
-  UniqueFd read, write;
-};
-
-Result<Pipe> MakePipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return SysFail("pipe2", "sandbox pipe");
-  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
-void SetNonBlocking(int fd) {
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
 // Seccomp programs are immutable; build each distinct profile once.
-Result<std::shared_ptr<const SeccompProgram>> CachedSeccomp(const std::vector<std::string>& extra) {
+}  // namespace
+
+Result<std::shared_ptr<const SeccompProgram>> CachedSeccomp(const std::vector<std::string>& extra,
+                                                            bool fork_server) {
   static std::mutex mu;
-  static std::map<std::vector<std::string>, std::shared_ptr<const SeccompProgram>> cache;
+  static std::map<std::pair<bool, std::vector<std::string>>, std::shared_ptr<const SeccompProgram>>
+      cache;
   std::lock_guard lock(mu);
-  auto it = cache.find(extra);
+  const auto key = std::make_pair(fork_server, extra);
+  auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  if (extra.empty()) {
+  if (extra.empty() && !fork_server) {
     auto filter = DefaultSeccompFilter();
     auto shared = std::make_shared<const SeccompProgram>(
         SeccompProgram{std::vector<sock_filter>(filter.begin(), filter.end())});
-    cache.emplace(extra, shared);
+    cache.emplace(key, shared);
     return shared;
   }
-  auto prog = BuildSeccompProgram(extra);
+  auto prog = BuildSeccompProgram(extra, fork_server);
   if (!prog) return std::unexpected(prog.error());
   auto shared = std::make_shared<const SeccompProgram>(std::move(*prog));
-  cache.emplace(extra, shared);
+  cache.emplace(key, shared);
   return shared;
 }
+
+namespace {
 
 class PlanBuilder {
  public:
@@ -256,29 +251,6 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
 Sandbox::Sandbox(SandboxConfig config) : config_(std::move(config)) {}
 Sandbox::~Sandbox() = default;
 
-// A started tree between Prepare and Supervise. Destroying one that was never supervised kills
-// the tree, reaps its init and removes its cgroup.
-struct StartedTree {
-  pid_t pid = -1;  // the init's, as the host sees it
-  UniqueFd pid_fd;
-  std::unique_ptr<Cgroup> cgroup;
-  UniqueFd stdin_w, out_r, err_r, st_r, fr_r;
-  Clock::time_point start;
-  size_t status_cap = 0;
-
-  StartedTree() = default;
-  StartedTree(const StartedTree&) = delete;
-  StartedTree& operator=(const StartedTree&) = delete;
-  ~StartedTree() {
-    if (!pid_fd.valid()) return;
-    ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
-    siginfo_t info{};
-    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
-    if (cgroup) [[maybe_unused]]
-      auto removed = cgroup->Remove();
-  }
-};
-
 PreparedSandbox::PreparedSandbox(std::unique_ptr<StartedTree> tree) : tree_(std::move(tree)) {}
 PreparedSandbox::PreparedSandbox(PreparedSandbox&&) noexcept = default;
 PreparedSandbox& PreparedSandbox::operator=(PreparedSandbox&&) noexcept = default;
@@ -374,7 +346,8 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec) {
   return Prepare(spec, /*keep_stdin=*/true);
 }
 
-Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdin) {
+Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdin,
+                                         bool fork_server) {
   if (spec.argv.empty() || spec.argv[0].empty() || spec.argv[0][0] != '/') {
     return Fail(Errc::kInvalidArgument, "sandbox: argv[0] must be an absolute path");
   }
@@ -385,7 +358,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
     if (auto r = ValidateRelativePath(c); !r) return std::unexpected(r.error());
   }
   const SandboxLimits& lim = spec.limits;
-  auto seccomp = CachedSeccomp(spec.extra_syscalls);
+  auto seccomp = CachedSeccomp(spec.extra_syscalls, fork_server);
   if (!seccomp) return std::unexpected(seccomp.error());
 
   // ---- the plan -------------------------------------------------------------------------
@@ -405,6 +378,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   }
   const std::string& root = *staging;
   plan.new_root = root;
+  plan.fork_server = fork_server;
   plan.clear_groups = ::geteuid() == 0;
   plan.inner_uid = kInnerId;
   plan.inner_gid = kInnerId;
@@ -477,7 +451,14 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
     if (!*p) return std::unexpected(p->error());
   }
   std::optional<Pipe> frames;
-  if (spec.frames_channel) {
+  if (fork_server) {
+    // A fork server's control socket: messages both ways, descriptors passed along.
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) {
+      return SysFail("socketpair", "zygote control socket");
+    }
+    frames = Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+  } else if (spec.frames_channel) {
     auto p = MakePipe();
     if (!p) return std::unexpected(p.error());
     frames = std::move(*p);
@@ -501,11 +482,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   plan.sync_fd = sync->read.get();
   plan.frames_fd = frames ? frames->write.get() : -1;
 
-  // Process-wide: two Sandbox objects in one process (a server's engine beside a tool's) must
-  // never name the same cgroup, or one's cleanup would kill the other's tree.
-  static std::atomic<uint64_t> counter{0};
-  std::string name = "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-  auto cgroup = config_.cgroups->Create(name, {lim.memory_bytes, lim.processes});
+  auto cgroup = config_.cgroups->Create(NextRunCgroupName(), {lim.memory_bytes, lim.processes});
   if (!cgroup) return std::unexpected(cgroup.error());
 
   const std::vector<std::string> join_files = (*cgroup)->SelfJoinFiles();

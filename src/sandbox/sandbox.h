@@ -28,6 +28,7 @@ struct SandboxConfig {
 
 struct StartedTree;
 class NetnsPool;
+class Zygote;
 
 // A tree built and started ahead of its run (a warm pool's entry): namespaces, root, cgroup,
 // seccomp and the program are in place, the program typically blocked reading its stdin, and
@@ -76,11 +77,26 @@ class Sandbox {
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec);
   Result<SandboxOutcome> Claim(PreparedSandbox prepared, const SandboxSpec& run);
 
+  // Zygotes (zygote.h). StartZygote builds `spec`'s tree as Prepare does, with its program as a
+  // fork server (ChildPlan::fork_server; fd 3 is its control socket), hands it the seccomp
+  // profile its runs load (the default one plus spec.extra_syscalls) and waits up to
+  // `ready_timeout` for its b"R". Like every tree, it dies with the thread that started it:
+  // start zygotes from a thread that lives as long as they should.
+  Result<std::unique_ptr<Zygote>> StartZygote(const SandboxSpec& spec,
+                                              std::chrono::milliseconds ready_timeout);
+  // One run forked from `zygote`, supervised as Run() would: `run`'s stdin, clocks, output caps
+  // and callbacks, and every limit of its own (cgroup, tmpfs sizes, rlimits up to the
+  // zygote's). Its argv, env, binds, files and syscalls are the zygote's: the program reads
+  // what to run from its stdin. kUnavailable: the zygote is gone or broken (run elsewhere);
+  // kInvalidArgument: the run needs more than the zygote may give (collect, higher rlimits).
+  Result<SandboxOutcome> RunInZygote(Zygote& zygote, const SandboxSpec& run);
+
   const SandboxConfig& config() const { return config_; }
 
  private:
   explicit Sandbox(SandboxConfig config);
-  Result<PreparedSandbox> Prepare(const SandboxSpec& spec, bool keep_stdin);
+  Result<PreparedSandbox> Prepare(const SandboxSpec& spec, bool keep_stdin,
+                                  bool fork_server = false);
   static Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
                                           std::chrono::steady_clock::time_point start,
                                           uint64_t cpu_base_ns);

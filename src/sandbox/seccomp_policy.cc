@@ -368,7 +368,8 @@ const std::vector<std::string>& DeniedSyscalls() {
   return kDenied;
 }
 
-Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra_allowed) {
+Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra_allowed,
+                                           bool fork_server) {
   Ctx ctx(seccomp_init(SCMP_ACT_ERRNO(EPERM)), &seccomp_release);
   if (!ctx) return Fail(Errc::kInternal, "seccomp_init failed");
   scmp_filter_ctx c = ctx.get();
@@ -419,6 +420,15 @@ Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra
     scmp_arg_cmp arg = SCMP_A0_64(SCMP_CMP_MASKED_EQ, kNamespaceFlags, 0);
     if (auto r = Add(c, SCMP_ACT_ALLOW, SCMP_SYS(clone), "clone", 1, &arg); !r) {
       return std::unexpected(r.error());
+    }
+  }
+  if (fork_server) {
+    // Each run's namespaces are made in the server's own user namespace, and every run stacks
+    // the default profile (no unshare, setns or mount at all) on top of this one.
+    for (const char* name : {"unshare", "setns", "mount", "capset"}) {
+      if (auto r = Add(c, SCMP_ACT_ALLOW, seccomp_syscall_resolve_name(name), name); !r) {
+        return std::unexpected(r.error());
+      }
     }
   }
   // socket: anything but raw packet sockets and netlink families that reach kernel config.

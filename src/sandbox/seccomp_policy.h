@@ -26,7 +26,12 @@ struct SeccompProgram {
 // clone3 (ENOSYS, so libc falls back to clone), io_uring_* (ENOSYS, so runtimes fall back),
 // clone/unshare with namespace flags, TIOCSTI/TIOCLINUX ioctls (judged on the low 32 bits of
 // the request, which is all the kernel reads).
-Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra_allowed);
+//
+// `fork_server`: the profile of a zygote (docs/performance.md), which builds each run's
+// namespaces itself: the default one plus unshare, setns, mount and capset. Every run it forks
+// stacks the default profile on top.
+Result<SeccompProgram> BuildSeccompProgram(const std::vector<std::string>& extra_allowed,
+                                           bool fork_server = false);
 
 // The syscalls the profile always refuses; tests probe each of these.
 const std::vector<std::string>& DeniedSyscalls();

@@ -43,7 +43,8 @@ Metrics::Metrics()
       starts_(prometheus::BuildCounter()
                   .Name("polyrun_execution_starts_total")
                   .Help("Finished executions by how their process started: cold (a sandbox "
-                        "built for it), warm (from a warm pool) or session")
+                        "built for it), warm (from a warm pool), zygote (forked from the "
+                        "language's fork server) or session")
                   .Register(*registry_)),
       warm_ready_(prometheus::BuildGauge()
                       .Name("polyrun_warm_pool_ready")

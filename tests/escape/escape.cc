@@ -7,10 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "sandbox/cgroup.h"
 
@@ -301,6 +304,62 @@ engine::ExecutionResult EscapeTest::Run(const std::string& language, const std::
         << "probe failed to compile: " << result.compile->stderr_text;
   }
   return result;
+}
+
+PooledEngine::~PooledEngine() {
+  engine.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+}
+
+std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygotes) {
+  char tmpl[] = "/tmp/polyrun-pooled-test-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
+    return nullptr;
+  }
+  auto pooled = std::make_unique<PooledEngine>();
+  pooled->dir = tmpl;
+  std::filesystem::create_directories(pooled->dir + "/cache");
+  engine::EngineConfig config;
+  config.languages_dir = POLYRUN_LANGUAGES_DIR;
+  config.cache_dir = pooled->dir + "/cache";
+  config.warm_pool_size = warm_pool_size;
+  config.zygotes = zygotes;
+  auto e = engine::Engine::Create(config);
+  if (!e) {
+    ADD_FAILURE() << "this suite needs root, user namespaces and cgroups: " << e.error().message();
+    return nullptr;
+  }
+  pooled->engine = std::move(*e);
+  pooled->engine->StartWarmPools();
+  return pooled;
+}
+
+bool PollUntil(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling a condition
+  }
+  return done();
+}
+
+bool ZygoteReady(engine::Engine& engine, const std::string& language) {
+  if (PollUntil([&] { return engine.ZygoteStats()[language].ready; }, std::chrono::seconds(60))) {
+    return true;
+  }
+  for (const auto& [id, st] : engine.ZygoteStats()) {
+    ADD_FAILURE() << id << ": started " << st.started << " last error: " << st.last_error;
+  }
+  return false;
+}
+
+engine::ExecutionRequest PythonRequest(const std::string& code) {
+  engine::ExecutionRequest req;
+  req.language = "python";
+  req.code = code;
+  return req;
 }
 
 }  // namespace polyrun::escape

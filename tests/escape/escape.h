@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -60,6 +61,27 @@ std::map<std::string, std::string> ParsePairs(const std::string& text);
 
 // Reads tests/escape/programs/<name>.
 std::string Program(const std::string& name);
+
+// An engine of a suite's own (the warm-pool and zygote suites), its cache in a fresh directory
+// under /tmp, with its pools started: `warm_pool_size` warm sandboxes per language, and zygotes
+// or not. Destroying it stops the pools and removes the directory.
+struct PooledEngine {
+  std::string dir;
+  std::unique_ptr<engine::Engine> engine;
+  ~PooledEngine();
+};
+// Null, with a test failure naming why, when the engine could not be created.
+std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygotes);
+
+// Polls `done` until it holds or `limit` passes; false on timeout.
+bool PollUntil(const std::function<bool()>& done, std::chrono::milliseconds limit);
+
+// Waits (bounded) until `language`'s zygote runs; on timeout, a test failure with each
+// zygote's last error.
+bool ZygoteReady(engine::Engine& engine, const std::string& language);
+
+// A Python one-shot request for `code`.
+engine::ExecutionRequest PythonRequest(const std::string& code);
 
 struct RunOptions {
   std::vector<std::string> args = {};
