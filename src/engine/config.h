@@ -21,7 +21,7 @@ struct EngineConfig {
   uint64_t artifact_cache_bytes = 1ull << 30;  // compiled-artifact cache bound; 0: off
   size_t warm_pool_size = 2;                   // per language, at most; 0: no warm pools
   uint64_t warm_pool_memory = 1ull << 30;      // the waiting sandboxes' memory together
-  bool zygotes = true;  // fork servers for languages with one (started with the warm pools)
+  bool zygotes = true;                         // fork servers, started with the warm pools
   languages::LimitSet limits;                  // [limits]: global run defaults
   languages::LimitSet compile_limits;          // [compile_limits]: global compile-stage defaults
   languages::LimitSet ceiling;                 // [ceiling]: no request may exceed these
