@@ -101,6 +101,10 @@ struct Session::Driver {
   UniqueFd kill_r, kill_w;  // readable: the sandbox kills the tree
   std::thread thread;
   std::string frame_buf;
+  // The driver broke the frame protocol (a frame too long) and is being killed: nothing it
+  // writes after that counts, or its `done` could end the turn before its death is seen and the
+  // death would land on the next execution.
+  bool frames_refused = false;
   bool ready = false;
   bool exited = false;
   bool killed_by_us = false;
@@ -287,14 +291,14 @@ void Session::OnFrames(Driver& d, std::string_view bytes) {
   std::vector<json> frames;
   {
     std::lock_guard lock(mu_);
-    if (driver_.get() != &d) return;
+    if (driver_.get() != &d || d.frames_refused) return;
     d.frame_buf.append(bytes);
     size_t start = 0;
     bool too_long = false;
     for (size_t nl; (nl = d.frame_buf.find('\n', start)) != std::string::npos; start = nl + 1) {
       if (nl - start > kMaxFrameBytes) {
-        too_long = true;
-        continue;
+        too_long = true;  // what the driver wrote after it does not count (frames_refused)
+        break;
       }
       json f = json::parse(d.frame_buf.begin() + static_cast<std::ptrdiff_t>(start),
                            d.frame_buf.begin() + static_cast<std::ptrdiff_t>(nl), nullptr, false);
@@ -305,6 +309,7 @@ void Session::OnFrames(Driver& d, std::string_view bytes) {
     d.frame_buf.erase(0, start);
     if (too_long || d.frame_buf.size() > kMaxFrameBytes) {
       d.frame_buf.clear();
+      d.frames_refused = true;
       d.exit_reason =
           "the driver wrote a frame longer than " + std::to_string(kMaxFrameBytes >> 20) + " MiB";
       d.killed_by_us = true;
