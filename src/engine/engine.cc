@@ -458,14 +458,7 @@ std::shared_ptr<sandbox::Zygote> Engine::ZygoteFor(const languages::Language& la
   // As for warm pools: the server started with [run]'s environment, and without a network.
   if (!req.env.empty() || req.network) return nullptr;
   auto zygote = zygotes_->Get(lang.id);
-  if (!zygote) return nullptr;
-  const sandbox::SandboxLimits wanted = ToSandboxLimits(limits);
-  const sandbox::SandboxLimits& own = zygote->limits();
-  if (wanted.file_size_bytes > own.file_size_bytes || wanted.open_files > own.open_files ||
-      wanted.stack_bytes > own.stack_bytes) {
-    return nullptr;
-  }
-  return zygote;
+  return zygote && zygote->CanServe(ToSandboxLimits(limits)) ? zygote : nullptr;
 }
 
 std::map<std::string, Zygotes::Stats> Engine::ZygoteStats() {
@@ -788,35 +781,36 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     rec.Emit(s == sandbox::Stream::kStdout ? Event::Kind::kStdout : Event::Kind::kStderr, nullptr,
              std::string(chunk));
   };
-  std::optional<sandbox::PreparedSandbox> warm;
   std::optional<std::string> header;
   if (!lang.compile && ((lang.warm && warm_) || (lang.zygote && zygotes_))) {
     header = WarmHeader(spec.files, entry_name, req.args);
   }
-  // The zygote first, then a warm sandbox, else cold. A zygote's run and a warm bootstrap read
-  // the run (header, files) from stdin, then the program its own stdin.
-  Result<sandbox::SandboxOutcome> outcome = Fail(Errc::kUnavailable, "no zygote");
-  const char* mode = "zygote";
-  const std::string run_header = header.value_or("");
-  if (auto zygote = header ? ZygoteFor(lang, req, *limits) : nullptr) {
-    spec.stdin_data = run_header + req.stdin_data;
-    outcome = sandbox_->RunInZygote(*zygote, spec);
-    if (!outcome && outcome.error().code == Errc::kUnavailable) {
-      zygotes_->Broken(lang.id, zygote);  // replaced; this run goes on without it
-      spec.stdin_data = req.stdin_data;
+  // The zygote first, then a warm sandbox, else cold.
+  std::optional<Result<sandbox::SandboxOutcome>> ran;
+  const char* mode = "cold";
+  if (header) {
+    // A zygote's run and a warm bootstrap read the run (header, files) from stdin, then the
+    // program its own stdin.
+    spec.stdin_data = std::move(*header) + req.stdin_data;
+    if (auto zygote = ZygoteFor(lang, req, *limits)) {
+      auto forked = sandbox_->RunInZygote(*zygote, spec);
+      if (forked || forked.error().code != Errc::kUnavailable) {
+        ran = std::move(forked);
+        mode = "zygote";
+      } else {
+        zygotes_->Broken(lang.id, zygote);  // replaced; this run goes on without it
+      }
     }
-  }
-  if (!outcome && outcome.error().code == Errc::kUnavailable) {
-    if (header && lang.warm) warm = TakeWarm(lang, req, *limits);
-    if (warm) {
-      spec.stdin_data = run_header + req.stdin_data;
-      outcome = sandbox_->Claim(std::move(*warm), spec);
-      mode = "warm";
-    } else {
-      outcome = sandbox_->Run(spec);
-      mode = "cold";
+    if (!ran && lang.warm) {
+      if (auto warm = TakeWarm(lang, req, *limits)) {
+        ran = sandbox_->Claim(std::move(*warm), spec);
+        mode = "warm";
+      }
     }
+    if (!ran) spec.stdin_data = req.stdin_data;
   }
+  if (!ran) ran = sandbox_->Run(spec);
+  const Result<sandbox::SandboxOutcome>& outcome = *ran;
   if (!outcome) return finish(Status::kInternalError, outcome.error().message(), final_extra);
   Verdict v = Judge(*outcome, *limits, false, spec.argv[0].starts_with("/work/"));
   final_extra["limit"] = v.limit;

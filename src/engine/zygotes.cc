@@ -62,10 +62,19 @@ void Zygotes::Keep() {
     for (auto& [id, lane] : lanes_) {
       if (stop_) break;
       if (lane.zygote && lane.zygote->Alive()) continue;
-      lane.zygote.reset();  // runs still using a dead one keep it until they are done
-      if (now < lane.retry_at) continue;
+      // Runs still using a dead one keep it until they are done; the last reference, if it is
+      // ours, is dropped unlocked: ending a server (kill, reap, cgroup removal) takes a while,
+      // and every run's Get() takes this lock.
+      std::shared_ptr<sandbox::Zygote> dead = std::move(lane.zygote);
+      if (now < lane.retry_at) {
+        lock.unlock();
+        dead.reset();
+        lock.lock();
+        continue;
+      }
       const sandbox::SandboxSpec spec = lane.spec;
       lock.unlock();
+      dead.reset();
       auto started = sandbox_.StartZygote(spec, kStartTimeout);
       lock.lock();
       ++lane.stats.started;

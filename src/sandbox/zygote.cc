@@ -75,13 +75,15 @@ Result<void> SendWithFds(int fd, std::string_view bytes, const std::vector<int>&
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
   ssize_t n;
   do {
     n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
@@ -106,6 +108,11 @@ Zygote::Zygote(PreparedSandbox tree, UniqueFd control, SandboxLimits limits)
     : tree_(std::move(tree)), control_(std::move(control)), limits_(limits) {}
 
 Zygote::~Zygote() = default;  // the tree's destructor kills the server's whole PID namespace
+
+bool Zygote::CanServe(const SandboxLimits& run) const {
+  return run.file_size_bytes <= limits_.file_size_bytes && run.open_files <= limits_.open_files &&
+         run.stack_bytes <= limits_.stack_bytes;
+}
 
 bool Zygote::Alive() const {
   return tree_.Healthy();
@@ -142,12 +149,10 @@ Result<std::unique_ptr<Zygote>> Sandbox::StartZygote(const SandboxSpec& spec,
 
 Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& run) {
   const SandboxLimits& lim = run.limits;
-  const SandboxLimits& own = zygote.limits();
   if (!run.collect.empty()) {
     return Fail(Errc::kInvalidArgument, "zygote: a run forked from a zygote collects no files");
   }
-  if (lim.file_size_bytes > own.file_size_bytes || lim.open_files > own.open_files ||
-      lim.stack_bytes > own.stack_bytes) {
+  if (!zygote.CanServe(lim)) {
     return Fail(Errc::kInvalidArgument,
                 "zygote: the run's file size, open files or stack limit exceeds the zygote's");
   }

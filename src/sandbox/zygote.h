@@ -26,8 +26,9 @@ class Zygote {
   // The server's memory (its cgroup's peak): what keeping it costs.
   uint64_t MemoryPeakBytes() const;
   uint64_t runs() const { return runs_.load(); }
-  // The tree-building limits it was started with; a run's rlimits may not exceed them.
-  const SandboxLimits& limits() const { return limits_; }
+  // Whether a run with these limits can be forked from it: a process can lower its rlimits,
+  // never raise them, so file size, open files and stack must be within the server's own.
+  bool CanServe(const SandboxLimits& run) const;
 
  private:
   friend class Sandbox;

@@ -233,8 +233,10 @@ print(status['NoNewPrivs'].strip(), status['Seccomp'].strip(), os.getuid(), os.g
 libc = ctypes.CDLL(None, use_errno=True)
 def err(rc):
     return 'ok' if rc == 0 else os.strerror(ctypes.get_errno())
+net = os.open('/proc/self/ns/net', os.O_RDONLY)
 print(err(libc.unshare(0x20000)), err(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)),
-      err(libc.setns(os.open('/proc/self/ns/net', os.O_RDONLY), 0)))
+      err(libc.setns(net, 0)))
+os.close(net)
 print(err(libc.ptrace(16, 1, None, None)))  # PTRACE_ATTACH to the run's init
 for name in ('environ', 'mem'):
     try:
@@ -242,6 +244,9 @@ for name in ('environ', 'mem'):
         print(name, 'readable')
     except OSError as e:
         print(name, e.strerror)
+# No descriptor of the server's (control socket, namespace maker, status) reached the program:
+# 3 is listdir's own.
+print(sorted(os.listdir('/proc/self/fd')))
 )"));
   ASSERT_EQ(r.status, Status::kOk) << ToJson(r).dump();
   EXPECT_EQ(r.stdout_text,
@@ -251,7 +256,8 @@ for name in ('environ', 'mem'):
             "Operation not permitted Operation not permitted Operation not permitted\n"
             "Operation not permitted\n"
             "environ Permission denied\n"
-            "mem Permission denied\n")
+            "mem Permission denied\n"
+            "['0', '1', '2', '3']\n")
       << ToJson(r).dump();
 }
 
