@@ -1,8 +1,8 @@
 // polyrun's warm bootstrap for Node (docs/performance.md, "Warm pools").
 //
 // Started ahead of need in a fresh sandbox with [run]'s environment. Once Node is up it writes
-// "R" on fd 3 and closes it, then reads one run from stdin: a line with the byte length of a
-// JSON header, the header {"entry", "args", "files": [{"name", "size", "executable"}]}, the
+// "R" on fd 3 (a pipe) and closes it, then reads one run from stdin: a line with the byte length
+// of a JSON header, the header {"entry", "args", "files": [{"name", "size", "executable"}]}, the
 // files' bytes in that order, and then the program's own stdin. It writes the files into /work
 // and runs the entry as `node ENTRY ARGS` would (CommonJS or ES module), from a fresh task so
 // that no frame of this file is on the program's stack.
@@ -33,8 +33,21 @@ function readLine() {
   }
 }
 
-fs.writeSync(3, 'R');
-fs.closeSync(3);
+// Work every run's first console.log would do, done ahead of it (~6 ms of a run): Node makes
+// its stream classes, its pipe binding and its formatting code on first use. Done here on the
+// readiness pipe and on a Console that writes nowhere and never colours (colouring looks at
+// process.stderr), so that fds 1 and 2 stay as a cold run finds them: making process.stdout or
+// process.stderr for a pipe sets O_NONBLOCK on it, which a child would inherit.
+const ready = new (require('net').Socket)({fd: 3, readable: false, writable: true});
+ready.on('error', () => {});  // only if the host gave up on us: it reads fd 3 no more
+ready.write('R');
+if (ready.writableLength !== 0) throw new Error('polyrun warm: fd 3 did not take "R" at once');
+ready._handle.close();  // closes fd 3 now; ready.destroy() would look at process.stderr
+if (fs.existsSync('/proc/self/fd/3')) throw new Error('polyrun warm: fd 3 is still open');
+const {Writable} = require('stream');
+const nowhere = () => new Writable({write: (chunk, encoding, done) => done()});
+new (require('console').Console)({stdout: nowhere(), stderr: nowhere(), colorMode: false})
+    .log('%s %d %o', 'polyrun', 1, {warm: [1]});
 const header = JSON.parse(readExact(Number(readLine())).toString('utf8'));
 for (const f of header.files) {
   const file = path.join('/work', f.name);

@@ -22,6 +22,13 @@ array); we answer b"R" once ready. Then each message is one run: a JSON object
      locked), sets no_new_privs, loads the run's seccomp filter, closes every other descriptor
      and returns to the bottom of this file, which runs the program like warm.py does.
 
+A run forked ahead of need is asked for with {"ahead": true, "work": bytes, "tmp": bytes} and
+the descriptors [stdin, stdout, stderr, status] alone. C does all of the above but join a
+cgroup and make the cgroup namespace; G sends its pidfd, then waits on the status socket for
+the run: {"rlimits": [...]} with the cgroup files. It joins the run's cgroup, makes the cgroup
+namespace (rooted there, as above) and goes on as G. Until then nothing of any run is in it;
+if the host closes the socket instead, it exits.
+
 Forked runs share what the zygote had before any run: its modules, its address-space layout
 and its string-hash secret (docs/performance.md says what that means).
 """
@@ -155,8 +162,16 @@ def _init(run, status, fprog):
     # Not dumpable: the program (same uid) cannot read our memory or environment through /proc.
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl PR_SET_DUMPABLE")
     pidfd = _check(_libc.syscall(SYS_PIDFD_OPEN, os.getpid(), 0), "pidfd_open")
-    socket.send_fds(socket.socket(fileno=os.dup(status)), [b"P"], [pidfd])
-    os.close(pidfd)
+    with socket.socket(fileno=os.dup(status)) as sock:
+        socket.send_fds(sock, [b"P"], [pidfd])
+        os.close(pidfd)
+        if run.get("ahead"):
+            msg, cgroup_files, _, _ = socket.recv_fds(sock, 1 << 16, 16)
+            if not msg:
+                os._exit(0)  # the host let this one go unused
+            run.update(json.loads(msg))
+            _join_cgroup(cgroup_files)
+            _check(_libc.unshare(CLONE_NEWCGROUP), "unshare CLONE_NEWCGROUP")
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED | {signal.SIGCHLD})
     program = os.fork()
     if program == 0:
@@ -196,13 +211,19 @@ def _init(run, status, fprog):
     os._exit(0)  # as PID 1: the kernel kills whatever the program left behind
 
 
+def _join_cgroup(cgroup_files):
+    """Moves this process into the run's cgroup: "0" to each control file the host opened."""
+    for fd in cgroup_files:
+        os.write(fd, b"0")
+        os.close(fd)
+
+
 def _child(run, fds, netns, fprog):
     """C. Returns only in H."""
     stdin, stdout, stderr, status, *cgroup_files = fds
+    ahead = bool(run.get("ahead"))
     try:
-        for fd in cgroup_files:
-            os.write(fd, b"0")
-            os.close(fd)
+        _join_cgroup(cgroup_files)  # none when forked ahead: G joins once the run is known
         for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(fd, target)
             os.close(fd)
@@ -211,14 +232,14 @@ def _child(run, fds, netns, fprog):
         os.close(netns)
         # A user namespace of the run's own, its uid and gid 1000 mapped to the server's 1000;
         # every namespace below belongs to it. The cgroup namespace is made after joining the
-        # run's cgroup, so that it is the run's root, as in a cold run.
+        # run's cgroup (by G, when forked ahead), so that it is the run's root, as in a cold run.
         _check(_libc.unshare(CLONE_NEWUSER), "unshare CLONE_NEWUSER")
         for name, text in (("uid_map", "1000 1000 1"), ("setgroups", "deny"),
                            ("gid_map", "1000 1000 1")):
             with open(f"/proc/self/{name}", "w") as f:
                 f.write(text)
         _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-                             CLONE_NEWCGROUP), "unshare")
+                             (0 if ahead else CLONE_NEWCGROUP)), "unshare")
         _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate")
         for target, size, opts, flags in (
             (b"/work", run["work"], "nr_inodes=16384,mode=755", MS_NOSUID | MS_NODEV),
@@ -277,7 +298,7 @@ def _serve():
             os._exit(0)  # the host is done with us
         try:
             run = json.loads(msg)
-            if len(fds) < 4:
+            if len(fds) < 4 or (run.get("ahead") and len(fds) != 4):
                 raise ValueError(f"a run needs 4 descriptors or more, got {len(fds)}")
         except ValueError as e:
             if len(fds) >= 4:

@@ -1,6 +1,7 @@
 // Zygotes (docs/performance.md): per language with a [zygote], one fork server kept running by
 // a keeper thread, which starts it, checks it and replaces it when it dies or a run reports it
-// broken. Runs are forked from it through Sandbox::RunInZygote.
+// broken, and keeps kForkedAhead runs forked ahead of need in it (Sandbox::ForkAhead), forking
+// another each time a run takes one. Runs are forked from it through Sandbox::RunInZygote.
 #pragma once
 
 #include <chrono>
@@ -22,10 +23,15 @@ class Zygotes {
   struct Stats {
     bool ready = false;
     uint64_t runs = 0;          // forked by the current server
+    uint64_t runs_ahead = 0;    // of those, runs that took a run forked ahead
+    size_t ahead = 0;           // runs forked ahead, waiting
     uint64_t started = 0;       // servers started, replacements included
     uint64_t memory_bytes = 0;  // the current server's
-    std::string last_error;     // why the last start failed
+    std::string last_error;     // why the last start, or fork ahead, failed
   };
+
+  // Runs kept forked ahead per server: enough for a run and the next while one is refilled.
+  static constexpr size_t kForkedAhead = 2;
 
   // `specs`: per language id, the sandbox of its fork server (argv, env, binds, limits).
   Zygotes(sandbox::Sandbox& sandbox, std::map<std::string, sandbox::SandboxSpec> specs);
@@ -49,13 +55,18 @@ class Zygotes {
     Stats stats;
   };
   void Keep();
+  // Forks runs ahead in `zygote` until it has kForkedAhead; the error of a failed fork, if any.
+  std::string Refill(sandbox::Zygote& zygote);
+  // Drops a server the lanes no longer hold. Called without mu_: its callback takes mu_.
+  static void Release(std::shared_ptr<sandbox::Zygote> zygote);
 
   sandbox::Sandbox& sandbox_;
   std::map<std::string, Lane> lanes_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
-  std::thread keeper_;  // starts every server: each dies with the thread that started it
+  bool refill_ = false;  // a run took a run forked ahead
+  std::thread keeper_;   // starts every server: each dies with the thread that started it
 };
 
 }  // namespace polyrun::engine

@@ -89,7 +89,12 @@ class Sandbox {
   // zygote's). Its argv, env, binds, files and syscalls are the zygote's: the program reads
   // what to run from its stdin. kUnavailable: the zygote is gone or broken (run elsewhere);
   // kInvalidArgument: the run needs more than the zygote may give (collect, higher rlimits).
+  // A run whose work and tmp sizes are the zygote's own takes a run forked ahead, if one is
+  // waiting: only its cgroup and its program are made on its critical path.
   Result<SandboxOutcome> RunInZygote(Zygote& zygote, const SandboxSpec& run);
+  // Forks one run ahead of need in `zygote` (its default work and tmp sizes) and waits, up to
+  // `timeout`, until its init is up. kUnavailable: the zygote is gone or broken.
+  Result<void> ForkAhead(Zygote& zygote, std::chrono::milliseconds timeout);
 
   const SandboxConfig& config() const { return config_; }
 

@@ -102,6 +102,96 @@ std::string Said(int err_fd) {
   return said;
 }
 
+// A run's stdio pipes and status socket: the ends the run gets and the ends the host keeps.
+struct RunChannels {
+  Pipe in, out, err;
+  UniqueFd status_host, status_run;
+  std::vector<int> RunEnds() const {
+    return {in.read.get(), out.write.get(), err.write.get(), status_run.get()};
+  }
+  void CloseRunEnds() {
+    in.read.reset();
+    out.write.reset();
+    err.write.reset();
+    status_run.reset();
+  }
+};
+
+Result<RunChannels> MakeRunChannels(uid_t uid, gid_t gid) {
+  RunChannels c;
+  for (Pipe* p : {&c.in, &c.out, &c.err}) {
+    auto made = MakePipe();
+    if (!made) return std::unexpected(made.error());
+    // As in Prepare: the program's own streams belong to the sandbox user.
+    if (::fchown(made->read.get(), uid, gid) != 0 && errno != EPERM) {
+      return SysFail("fchown", "sandbox stdio pipe");
+    }
+    *p = std::move(*made);
+  }
+  int st[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st) != 0) {
+    return SysFail("socketpair", "zygote run status");
+  }
+  c.status_host = UniqueFd(st[0]);
+  c.status_run = UniqueFd(st[1]);
+  return c;
+}
+
+// The run's rlimits as zygote.py reads them: "rlimits": [[resource, soft, hard], ...].
+std::string RlimitsJson(const SandboxLimits& lim) {
+  auto rl = [](int resource, uint64_t soft, uint64_t hard) {
+    return "[" + std::to_string(resource) + "," + std::to_string(soft) + "," +
+           std::to_string(hard) + "]";
+  };
+  const auto cpu_s = static_cast<uint64_t>((lim.cpu_time.count() + 999) / 1000);
+  return "\"rlimits\":[" + rl(RLIMIT_CORE, 0, 0) + "," +
+         rl(RLIMIT_FSIZE, lim.file_size_bytes, lim.file_size_bytes) + "," +
+         rl(RLIMIT_NOFILE, lim.open_files, lim.open_files) + "," +
+         rl(RLIMIT_STACK, lim.stack_bytes, lim.stack_bytes) + "," +
+         rl(RLIMIT_CPU, cpu_s + 1, cpu_s + 2) + "]";
+}
+
+// What a run's init answers on its status socket: its pidfd, or why the run could not start.
+struct InitAnswer {
+  UniqueFd pid_fd;
+  std::string failed;  // set when the init reported a setup failure instead
+};
+
+Result<InitAnswer> AwaitInit(int status, int server_pidfd, Clock::time_point by) {
+  const int waited = WaitReadable(status, server_pidfd, by);
+  if (waited == 0) return Fail(Errc::kUnavailable, "zygote: no answer in time");
+  if (waited < 0) return Fail(Errc::kUnavailable, "zygote: ended");
+  auto answer = Receive(status, sizeof(InitReport), 1);
+  if (!answer) return std::unexpected(answer.error());
+  if (answer->bytes == "P" && answer->fds.size() == 1) {
+    return InitAnswer{std::move(answer->fds[0]), {}};
+  }
+  InitReport report;
+  if (answer->bytes.size() != sizeof report) {
+    return Fail(Errc::kUnavailable, "zygote: the run ended before it started");
+  }
+  std::memcpy(&report, answer->bytes.data(), sizeof report);
+  return InitAnswer{UniqueFd(),
+                    std::string(report.what, strnlen(report.what, sizeof report.what)) +
+                        (report.err != 0 ? ": " + std::string(std::strerror(report.err)) : "")};
+}
+
+// The supervised tree of a forked run whose init is up.
+std::unique_ptr<StartedTree> ForkedTree(UniqueFd pid_fd, std::unique_ptr<Cgroup> cgroup,
+                                        UniqueFd stdin_w, UniqueFd out_r, UniqueFd err_r,
+                                        UniqueFd status, Clock::time_point start) {
+  auto tree = std::make_unique<StartedTree>();
+  tree->pid_fd = std::move(pid_fd);
+  tree->cgroup = std::move(cgroup);
+  tree->stdin_w = std::move(stdin_w);
+  tree->out_r = std::move(out_r);
+  tree->err_r = std::move(err_r);
+  tree->st_r = std::move(status);
+  tree->start = start;
+  tree->status_cap = sizeof(InitReport);
+  return tree;
+}
+
 }  // namespace
 
 Zygote::Zygote(PreparedSandbox tree, UniqueFd control, SandboxLimits limits)
@@ -120,6 +210,34 @@ bool Zygote::Alive() const {
 
 uint64_t Zygote::MemoryPeakBytes() const {
   return tree_.MemoryPeakBytes();
+}
+
+size_t Zygote::ahead() const {
+  std::lock_guard lock(ahead_mu_);
+  return ahead_.size();
+}
+
+void Zygote::OnAheadTaken(std::function<void()> callback) {
+  std::lock_guard lock(ahead_mu_);
+  on_ahead_taken_ = std::move(callback);
+}
+
+std::optional<Zygote::Ahead> Zygote::TakeAhead() {
+  std::lock_guard lock(ahead_mu_);
+  while (!ahead_.empty()) {
+    Ahead a = std::move(ahead_.front());
+    ahead_.pop_front();
+    // Its init alive and everything silent: a byte on fd 1 or 2 or on the status socket would
+    // become the run's. One that fails is dropped: its init exits once its socket closes.
+    pollfd p[4] = {{a.pid_fd.get(), POLLIN, 0},
+                   {a.out_r.get(), POLLIN, 0},
+                   {a.err_r.get(), POLLIN, 0},
+                   {a.status.get(), POLLIN, 0}};
+    if (on_ahead_taken_) on_ahead_taken_();
+    if (::poll(p, 4, 0) != 0) continue;
+    return a;
+  }
+  return std::nullopt;
 }
 
 Result<std::unique_ptr<Zygote>> Sandbox::StartZygote(const SandboxSpec& spec,
@@ -161,41 +279,40 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
 
   auto cgroup = config_.cgroups->Create(NextRunCgroupName(), {lim.memory_bytes, lim.processes});
   if (!cgroup) return std::unexpected(cgroup.error());
-  auto in = MakePipe(), out = MakePipe(), err = MakePipe();
-  for (auto* p : {&in, &out, &err}) {
-    if (!*p) return std::unexpected(p->error());
-    // As in Prepare: the program's own streams belong to the sandbox user.
-    if (::fchown((*p)->read.get(), config_.host_uid, config_.host_gid) != 0 && errno != EPERM) {
-      return SysFail("fchown", "sandbox stdio pipe");
-    }
-  }
-  int st[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, st) != 0) {
-    return SysFail("socketpair", "zygote run status");
-  }
-  UniqueFd status_r(st[0]), status_w(st[1]);
   // Opened here, written by the run's first process: the kernel checks the opener's rights.
   std::vector<UniqueFd> cgroup_files;
+  std::vector<int> cgroup_fds;
   for (const auto& file : (*cgroup)->SelfMoveFiles()) {
     UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd.valid()) return SysFail("open", file);
+    cgroup_fds.push_back(fd.get());
     cgroup_files.push_back(std::move(fd));
   }
 
-  auto rl = [](int resource, uint64_t soft, uint64_t hard) {
-    return "[" + std::to_string(resource) + "," + std::to_string(soft) + "," +
-           std::to_string(hard) + "]";
-  };
-  const auto cpu_s = static_cast<uint64_t>((lim.cpu_time.count() + 999) / 1000);
+  // A run forked ahead has its tmpfs mounted at the zygote's sizes.
+  if (lim.work_dir_bytes == zygote.limits_.work_dir_bytes &&
+      lim.tmp_bytes == zygote.limits_.tmp_bytes) {
+    if (auto ahead = zygote.TakeAhead()) {
+      const auto start = Clock::now();
+      if (SendWithFds(ahead->status.get(), "{" + RlimitsJson(lim) + "}", cgroup_fds)) {
+        zygote.runs_.fetch_add(1);
+        zygote.runs_ahead_.fetch_add(1);
+        auto tree = ForkedTree(std::move(ahead->pid_fd), std::move(*cgroup),
+                               std::move(ahead->stdin_w), std::move(ahead->out_r),
+                               std::move(ahead->err_r), std::move(ahead->status), start);
+        return Supervise(*tree, run, start, 0);
+      }
+      // Its init is gone (its server was replaced or killed): this run is forked now instead.
+    }
+  }
+
+  auto channels = MakeRunChannels(config_.host_uid, config_.host_gid);
+  if (!channels) return std::unexpected(channels.error());
   const std::string message = "{\"work\":" + std::to_string(lim.work_dir_bytes) +
-                              ",\"tmp\":" + std::to_string(lim.tmp_bytes) + ",\"rlimits\":[" +
-                              rl(RLIMIT_CORE, 0, 0) + "," +
-                              rl(RLIMIT_FSIZE, lim.file_size_bytes, lim.file_size_bytes) + "," +
-                              rl(RLIMIT_NOFILE, lim.open_files, lim.open_files) + "," +
-                              rl(RLIMIT_STACK, lim.stack_bytes, lim.stack_bytes) + "," +
-                              rl(RLIMIT_CPU, cpu_s + 1, cpu_s + 2) + "]}";
-  std::vector<int> fds = {in->read.get(), out->write.get(), err->write.get(), status_w.get()};
-  for (const auto& fd : cgroup_files) fds.push_back(fd.get());
+                              ",\"tmp\":" + std::to_string(lim.tmp_bytes) + "," + RlimitsJson(lim) +
+                              "}";
+  std::vector<int> fds = channels->RunEnds();
+  fds.insert(fds.end(), cgroup_fds.begin(), cgroup_fds.end());
 
   const auto start = Clock::now();
   {
@@ -205,41 +322,50 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
     }
   }
   zygote.runs_.fetch_add(1);
-  in->read.reset();
-  out->write.reset();
-  err->write.reset();
-  status_w.reset();
+  channels->CloseRunEnds();
   cgroup_files.clear();
 
   // The run's init answers with its pidfd, or with a report of why it could not start.
-  const auto answer_by = start + std::min<Millis>(lim.wall_time, std::chrono::seconds(10));
-  const int waited = WaitReadable(status_r.get(), server.pid_fd.get(), answer_by);
-  if (waited == 0) return Fail(Errc::kUnavailable, "zygote: no answer in time");
-  if (waited < 0) return Fail(Errc::kUnavailable, "zygote: ended");
-  auto answer = Receive(status_r.get(), sizeof(InitReport), 1);
+  auto answer = AwaitInit(channels->status_host.get(), server.pid_fd.get(),
+                          start + std::min<Millis>(lim.wall_time, std::chrono::seconds(10)));
   if (!answer) return std::unexpected(answer.error());
-  if (answer->bytes == "P" && answer->fds.size() == 1) {
-    auto tree = std::make_unique<StartedTree>();
-    tree->pid_fd = std::move(answer->fds[0]);
-    tree->cgroup = std::move(*cgroup);
-    tree->stdin_w = std::move(in->write);
-    tree->out_r = std::move(out->read);
-    tree->err_r = std::move(err->read);
-    tree->st_r = std::move(status_r);
-    tree->start = start;
-    tree->status_cap = sizeof(InitReport);
-    return Supervise(*tree, run, start, 0);
+  if (!answer->failed.empty()) {
+    SandboxOutcome outcome;
+    outcome.termination = Termination::kSetupFailed;
+    outcome.setup_error = answer->failed;
+    return outcome;
   }
-  InitReport report;
-  if (answer->bytes.size() != sizeof report) {
-    return Fail(Errc::kUnavailable, "zygote: the run ended before it started");
+  auto tree = ForkedTree(std::move(answer->pid_fd), std::move(*cgroup),
+                         std::move(channels->in.write), std::move(channels->out.read),
+                         std::move(channels->err.read), std::move(channels->status_host), start);
+  return Supervise(*tree, run, start, 0);
+}
+
+Result<void> Sandbox::ForkAhead(Zygote& zygote, std::chrono::milliseconds timeout) {
+  StartedTree& server = *zygote.tree_.tree_;
+  if (!server.pid_fd.valid()) return Fail(Errc::kUnavailable, "zygote: gone");
+  auto channels = MakeRunChannels(config_.host_uid, config_.host_gid);
+  if (!channels) return std::unexpected(channels.error());
+  const std::string message =
+      "{\"ahead\":true,\"work\":" + std::to_string(zygote.limits_.work_dir_bytes) +
+      ",\"tmp\":" + std::to_string(zygote.limits_.tmp_bytes) + "}";
+  {
+    std::lock_guard lock(zygote.send_mu_);
+    if (auto r = SendWithFds(zygote.control_.get(), message, channels->RunEnds()); !r) {
+      return Fail(Errc::kUnavailable, "zygote: gone (" + r.error().message() + ")");
+    }
   }
-  std::memcpy(&report, answer->bytes.data(), sizeof report);
-  SandboxOutcome outcome;
-  outcome.termination = Termination::kSetupFailed;
-  outcome.setup_error = std::string(report.what, strnlen(report.what, sizeof report.what)) +
-                        (report.err != 0 ? ": " + std::string(std::strerror(report.err)) : "");
-  return outcome;
+  channels->CloseRunEnds();
+  auto answer = AwaitInit(channels->status_host.get(), server.pid_fd.get(), Clock::now() + timeout);
+  if (!answer) return std::unexpected(answer.error());
+  if (!answer->failed.empty()) {
+    return Fail(Errc::kUnavailable, "zygote: a run forked ahead failed: " + answer->failed);
+  }
+  std::lock_guard lock(zygote.ahead_mu_);
+  zygote.ahead_.push_back({std::move(answer->pid_fd), std::move(channels->in.write),
+                           std::move(channels->out.read), std::move(channels->err.read),
+                           std::move(channels->status_host)});
+  return {};
 }
 
 }  // namespace polyrun::sandbox

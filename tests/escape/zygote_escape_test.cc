@@ -2,10 +2,14 @@
 // fork server must not see each other, one after the other or at the same time: files, memory,
 // modules (also those the server pre-imported), environment, processes and /proc, loopback and
 // abstract sockets. Each has exactly a cold run's privileges and the limits it asked for, and
-// the server outlives whatever a run does. Needs root (labels root, escape).
+// the server outlives whatever a run does. A run forked ahead of need holds nothing of any run
+// and gets the cgroup, limits and namespaces of the run that takes it. Needs root (labels root,
+// escape).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -48,6 +52,12 @@ class ZygoteEscapeTest : public ::testing::Test {
   }
 
   static ExecutionRequest Python(const std::string& code) { return escape::PythonRequest(code); }
+  static Zygotes::Stats Stats() { return engine_->ZygoteStats()["python"]; }
+  // Until the server has all its runs forked ahead: the next run takes one.
+  static bool AheadReady() {
+    return escape::PollUntil([] { return Stats().ahead == Zygotes::kForkedAhead; },
+                             std::chrono::seconds(20));
+  }
   static ExecutionResult Forked(const ExecutionRequest& req, const EventSink& sink = nullptr) {
     ExecutionResult r = engine_->Run(req, sink);
     EXPECT_EQ(r.usage.start, "zygote") << ToJson(r).dump();
@@ -66,8 +76,8 @@ std::string Slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Host pids of our descendants running languages/python/zygote.py: the server and its network
-// namespace maker (the sandbox's init wipes its command line).
+// Host pids of our descendants running languages/python/zygote.py: the server, its network
+// namespace maker and the inits of runs forked ahead (the sandbox's init wipes its command line).
 std::vector<pid_t> ZygoteProcesses() {
   std::map<pid_t, pid_t> parent;
   const auto all = escape::ListProcesses();
@@ -390,6 +400,68 @@ print(done.returncode)
 )"));
   ASSERT_EQ(r.status, Status::kOk) << ToJson(r).dump();
   EXPECT_EQ(r.stdout_text, "0 set()\n7\n") << ToJson(r).dump();  // 0: SIG_DFL, as cold
+}
+
+// The innermost pid of `pid` (the last of NSpid): 1 for the init of a run forked from the server.
+pid_t InnermostPid(pid_t pid) {
+  std::istringstream status(Slurp("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("NSpid:")) return std::stoi(line.substr(line.find_last_of(" \t") + 1));
+  }
+  return 0;
+}
+
+TEST_F(ZygoteEscapeTest, ARunForkedAheadIsTheRunsOwn) {
+  // Forked before any run was known, in the server's cgroup: the run that takes it must still
+  // get its own cgroup (and its limits), its cgroup namespace rooted there, as a cold run does.
+  const std::string program = R"(
+print(sorted({line.strip().split(':', 2)[2] for line in open('/proc/self/cgroup')}), flush=True)
+try:
+    block = bytearray(150 * 1024 * 1024)
+    print('allocated')
+except MemoryError:
+    print('MemoryError')
+)";
+  ExecutionRequest cold = Python(program);
+  cold.env = {{"POLYRUN_COLD", "1"}};  // a run a zygote cannot serve
+  cold.limits[Limit::kMemory] = 100ull << 20;
+  const ExecutionResult c = engine_->Run(cold);
+  ASSERT_EQ(c.usage.start, "cold");
+
+  ASSERT_TRUE(AheadReady());
+  const uint64_t before = Stats().runs_ahead;
+  ExecutionRequest forked = Python(program);
+  forked.limits[Limit::kMemory] = 100ull << 20;
+  const ExecutionResult f = Forked(forked);
+  EXPECT_EQ(Stats().runs_ahead, before + 1) << "the run took a run forked ahead";
+  EXPECT_EQ(f.status, c.status) << ToJson(f).dump() << ToJson(c).dump();
+  EXPECT_EQ(f.status, Status::kMemoryLimit) << ToJson(f).dump();
+  EXPECT_EQ(f.stdout_text, c.stdout_text);
+  EXPECT_EQ(f.stdout_text.substr(0, f.stdout_text.find('\n')), "['/']") << f.stdout_text;
+}
+
+TEST_F(ZygoteEscapeTest, ARunForkedAheadThatDiedIsNeverUsed) {
+  // Killed while it waits (its init, from the host): the next run is forked on demand instead,
+  // and the server forks new ones ahead.
+  ASSERT_TRUE(AheadReady());
+  std::vector<pid_t> waiting;
+  for (pid_t pid : ZygoteProcesses()) {
+    if (InnermostPid(pid) == 1) waiting.push_back(pid);
+  }
+  ASSERT_EQ(waiting.size(), Zygotes::kForkedAhead);
+  for (pid_t pid : waiting) ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  ASSERT_TRUE(escape::PollUntil(
+      [&] { return std::ranges::none_of(waiting, [](pid_t pid) { return ::kill(pid, 0) == 0; }); },
+      std::chrono::seconds(5)));
+  const uint64_t before = Stats().runs_ahead;
+  const ExecutionResult r = Forked(Python("print('forked now')"));
+  EXPECT_EQ(r.status, Status::kOk) << ToJson(r).dump();
+  EXPECT_EQ(r.stdout_text, "forked now\n");
+  EXPECT_EQ(Stats().runs_ahead, before) << "a dead one was taken";
+  ASSERT_TRUE(AheadReady()) << "the server forked new ones ahead: " << Stats().last_error;
+  const ExecutionResult next = Forked(Python("print('ahead again')"));
+  EXPECT_EQ(next.stdout_text, "ahead again\n") << ToJson(next).dump();
+  EXPECT_EQ(Stats().runs_ahead, before + 1);
 }
 
 TEST_F(ZygoteEscapeTest, RequestsAZygoteCannotServeRunCold) {
