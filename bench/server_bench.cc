@@ -340,7 +340,8 @@ int Bench(const Args& args, const std::string& work) {
         return e && e->language ? e->language->entry : "main";
       },
       &sessions,
-      [&engine] { return engine.WarmPoolStats(); }};
+      [&engine] { return engine.WarmPoolStats(); },
+      [&engine] { return engine.ZygoteStats(); }};
   polyrun::server::Server server(options, deps);
   if (auto started = server.Start(); !started) Die(started.error().message());
   const uint16_t port = server.port();

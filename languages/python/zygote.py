@@ -298,6 +298,8 @@ def _serve():
             os._exit(0)  # the host is done with us
         try:
             run = json.loads(msg)
+            if not isinstance(run, dict):
+                raise ValueError("a run is a JSON object")
             if len(fds) < 4 or (run.get("ahead") and len(fds) != 4):
                 raise ValueError(f"a run needs 4 descriptors or more, got {len(fds)}")
         except ValueError as e:

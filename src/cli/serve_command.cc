@@ -115,7 +115,8 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
         return e && e->language ? e->language->entry : "main";
       },
       &sessions,
-      [&eng] { return eng.WarmPoolStats(); }};
+      [&eng] { return eng.WarmPoolStats(); },
+      [&eng] { return eng.ZygoteStats(); }};
   // Filled in the background while the server starts: the first runs may still be cold.
   eng.StartWarmPools();
 

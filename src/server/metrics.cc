@@ -62,6 +62,30 @@ Metrics::Metrics()
                        .Name("polyrun_warm_pool_missed")
                        .Help("Runs that found their language's warm pool empty (ran cold)")
                        .Register(*registry_)),
+      zygote_ready_(prometheus::BuildGauge()
+                        .Name("polyrun_zygote_ready")
+                        .Help("1 while the language's fork server runs, else 0")
+                        .Register(*registry_)),
+      zygote_starts_(prometheus::BuildGauge()
+                         .Name("polyrun_zygote_starts")
+                         .Help("Fork servers started for the language, replacements included")
+                         .Register(*registry_)),
+      zygote_runs_(prometheus::BuildGauge()
+                       .Name("polyrun_zygote_runs")
+                       .Help("Runs forked by the language's current fork server")
+                       .Register(*registry_)),
+      zygote_runs_ahead_(prometheus::BuildGauge()
+                             .Name("polyrun_zygote_runs_ahead")
+                             .Help("Of those, runs that took a run forked ahead of need")
+                             .Register(*registry_)),
+      zygote_ahead_(prometheus::BuildGauge()
+                        .Name("polyrun_zygote_forked_ahead")
+                        .Help("Runs forked ahead of need, waiting for a run")
+                        .Register(*registry_)),
+      zygote_memory_(prometheus::BuildGauge()
+                         .Name("polyrun_zygote_memory_bytes")
+                         .Help("Memory of the language's fork server and its runs forked ahead")
+                         .Register(*registry_)),
       queued_(prometheus::BuildGauge()
                   .Name("polyrun_queue_depth")
                   .Help("Executions admitted and waiting to run")
@@ -96,7 +120,8 @@ void Metrics::Refused(const std::string& why) {
 }
 
 std::string Metrics::Render(size_t queued, size_t running,
-                            const std::map<std::string, engine::WarmPool::Stats>& warm) {
+                            const std::map<std::string, engine::WarmPool::Stats>& warm,
+                            const std::map<std::string, engine::Zygotes::Stats>& zygotes) {
   queued_.Set(static_cast<double>(queued));
   running_.Set(static_cast<double>(running));
   for (const auto& [language, s] : warm) {
@@ -104,6 +129,14 @@ std::string Metrics::Render(size_t queued, size_t running,
     warm_target_.Add({{"language", language}}).Set(static_cast<double>(s.target));
     warm_memory_.Add({{"language", language}}).Set(static_cast<double>(s.memory_bytes));
     warm_missed_.Add({{"language", language}}).Set(static_cast<double>(s.missed));
+  }
+  for (const auto& [language, s] : zygotes) {
+    zygote_ready_.Add({{"language", language}}).Set(s.ready ? 1 : 0);
+    zygote_starts_.Add({{"language", language}}).Set(static_cast<double>(s.started));
+    zygote_runs_.Add({{"language", language}}).Set(static_cast<double>(s.runs));
+    zygote_runs_ahead_.Add({{"language", language}}).Set(static_cast<double>(s.runs_ahead));
+    zygote_ahead_.Add({{"language", language}}).Set(static_cast<double>(s.ahead));
+    zygote_memory_.Add({{"language", language}}).Set(static_cast<double>(s.memory_bytes));
   }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }

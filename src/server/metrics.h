@@ -11,6 +11,7 @@
 
 #include "engine/result.h"
 #include "engine/warm_pool.h"
+#include "engine/zygotes.h"
 
 namespace polyrun::server {
 
@@ -28,9 +29,10 @@ class Metrics {
   // "key_concurrency".
   void Refused(const std::string& why);
 
-  // The text exposition, with the queue and warm-pool gauges set from the values given.
+  // The text exposition, with the queue, warm-pool and zygote gauges set from the values given.
   std::string Render(size_t queued, size_t running,
-                     const std::map<std::string, engine::WarmPool::Stats>& warm = {});
+                     const std::map<std::string, engine::WarmPool::Stats>& warm = {},
+                     const std::map<std::string, engine::Zygotes::Stats>& zygotes = {});
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -45,6 +47,12 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& warm_target_;
   prometheus::Family<prometheus::Gauge>& warm_memory_;
   prometheus::Family<prometheus::Gauge>& warm_missed_;
+  prometheus::Family<prometheus::Gauge>& zygote_ready_;
+  prometheus::Family<prometheus::Gauge>& zygote_starts_;
+  prometheus::Family<prometheus::Gauge>& zygote_runs_;
+  prometheus::Family<prometheus::Gauge>& zygote_runs_ahead_;
+  prometheus::Family<prometheus::Gauge>& zygote_ahead_;
+  prometheus::Family<prometheus::Gauge>& zygote_memory_;
   prometheus::Gauge& queued_;
   prometheus::Gauge& running_;
 };

@@ -271,7 +271,8 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
     res.keep_alive(req.keep_alive());
     res.body() = metrics.Render(
         s.queued, s.running,
-        deps.warm_pools ? deps.warm_pools() : std::map<std::string, engine::WarmPool::Stats>{});
+        deps.warm_pools ? deps.warm_pools() : std::map<std::string, engine::WarmPool::Stats>{},
+        deps.zygotes ? deps.zygotes() : std::map<std::string, engine::Zygotes::Stats>{});
     res.prepare_payload();
     return Reply(ex, "/metrics", start, std::move(res));
   } else if (path == "/v1/languages" && method == http::verb::get) {

@@ -18,6 +18,7 @@
 #include "engine/request_json.h"
 #include "engine/session_manager.h"
 #include "engine/warm_pool.h"
+#include "engine/zygotes.h"
 #include "server/api_keys.h"
 #include "server/http.h"
 #include "server/metrics.h"
@@ -44,6 +45,8 @@ struct ServerDeps {
   engine::SessionManager* sessions = nullptr;
   // The engine's warm pools' figures (GET /metrics); null: none.
   std::function<std::map<std::string, engine::WarmPool::Stats>()> warm_pools;
+  // The engine's zygotes' figures (GET /metrics); null: none.
+  std::function<std::map<std::string, engine::Zygotes::Stats>()> zygotes;
 };
 
 struct ServerOptions {

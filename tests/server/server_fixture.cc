@@ -94,7 +94,8 @@ std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options,
         return e && e->language ? e->language->entry : "main";
       },
       t->sessions_.get(),
-      [&eng] { return eng.WarmPoolStats(); }};
+      [&eng] { return eng.WarmPoolStats(); },
+      [&eng] { return eng.ZygoteStats(); }};
   t->server_ = std::make_unique<server::Server>(std::move(options), deps);
   if (auto started = t->server_->Start(); !started) {
     throw std::runtime_error("Server::Start: " + started.error().message());
