@@ -295,6 +295,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
     if (auto ahead = zygote.TakeAhead()) {
       const auto start = Clock::now();
       if (SendWithFds(ahead->status.get(), "{" + RlimitsJson(lim) + "}", cgroup_fds)) {
+        cgroup_files.clear();  // G has its own copies
         zygote.runs_.fetch_add(1);
         zygote.runs_ahead_.fetch_add(1);
         auto tree = ForkedTree(std::move(ahead->pid_fd), std::move(*cgroup),

@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+
 namespace polyrun::server {
 
 namespace {
@@ -66,8 +68,8 @@ Metrics::Metrics()
                         .Name("polyrun_zygote_ready")
                         .Help("1 while the language's fork server runs, else 0")
                         .Register(*registry_)),
-      zygote_starts_(prometheus::BuildGauge()
-                         .Name("polyrun_zygote_starts")
+      zygote_starts_(prometheus::BuildCounter()
+                         .Name("polyrun_zygote_starts_total")
                          .Help("Fork servers started for the language, replacements included")
                          .Register(*registry_)),
       zygote_runs_(prometheus::BuildGauge()
@@ -132,7 +134,9 @@ std::string Metrics::Render(size_t queued, size_t running,
   }
   for (const auto& [language, s] : zygotes) {
     zygote_ready_.Add({{"language", language}}).Set(s.ready ? 1 : 0);
-    zygote_starts_.Add({{"language", language}}).Set(static_cast<double>(s.started));
+    // The engine's count only grows: the counter follows it.
+    prometheus::Counter& starts = zygote_starts_.Add({{"language", language}});
+    starts.Increment(std::max(0.0, static_cast<double>(s.started) - starts.Value()));
     zygote_runs_.Add({{"language", language}}).Set(static_cast<double>(s.runs));
     zygote_runs_ahead_.Add({{"language", language}}).Set(static_cast<double>(s.runs_ahead));
     zygote_ahead_.Add({{"language", language}}).Set(static_cast<double>(s.ahead));

@@ -48,7 +48,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& warm_memory_;
   prometheus::Family<prometheus::Gauge>& warm_missed_;
   prometheus::Family<prometheus::Gauge>& zygote_ready_;
-  prometheus::Family<prometheus::Gauge>& zygote_starts_;
+  prometheus::Family<prometheus::Counter>& zygote_starts_;
   prometheus::Family<prometheus::Gauge>& zygote_runs_;
   prometheus::Family<prometheus::Gauge>& zygote_runs_ahead_;
   prometheus::Family<prometheus::Gauge>& zygote_ahead_;

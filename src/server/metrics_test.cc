@@ -32,7 +32,7 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_missed{language=\"javascript\"} 5")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_memory_bytes{language=\"javascript\"} 9437184")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_ready{language=\"python\"} 1")) << text;
-  EXPECT_TRUE(Has(text, "polyrun_zygote_starts{language=\"python\"} 2")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_zygote_starts_total{language=\"python\"} 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_runs{language=\"python\"} 40")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_runs_ahead{language=\"python\"} 31")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_forked_ahead{language=\"python\"} 2")) << text;
@@ -48,7 +48,7 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   zygote.ahead = 0;
   const std::string later = metrics.Render(0, 0, {}, {{"python", zygote}});
   EXPECT_TRUE(Has(later, "polyrun_zygote_ready{language=\"python\"} 0")) << later;
-  EXPECT_TRUE(Has(later, "polyrun_zygote_starts{language=\"python\"} 3")) << later;
+  EXPECT_TRUE(Has(later, "polyrun_zygote_starts_total{language=\"python\"} 3")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_runs{language=\"python\"} 0")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_forked_ahead{language=\"python\"} 0")) << later;
 }
