@@ -256,8 +256,8 @@ TEST_F(WarmEscapeTest, ABootstrapThatNeverGetsReadyIsReportedNotServed) {
       << pool.stats()["sh"].last_error;
 }
 
-// Each python and javascript self-test case (languages/<id>/tests/*.toml), run warm and, where
-// the language has a zygote, forked from it, must give what it gives cold
+// Each self-test case (languages/<id>/tests/*.toml) of every language with a warm bootstrap, run
+// warm and, where the language has a zygote, forked from it, must give what it gives cold
 // (tests/integration/language_selftest.cc); cases with env run cold anyway.
 struct Case {
   std::string language;
@@ -265,8 +265,13 @@ struct Case {
 };
 std::vector<Case> WarmCases() {
   std::vector<Case> out;
-  for (const char* lang : {"python", "javascript"}) {
-    for (const auto& f : fs::directory_iterator(fs::path(POLYRUN_LANGUAGES_DIR) / lang / "tests")) {
+  for (const auto& dir : fs::directory_iterator(POLYRUN_LANGUAGES_DIR)) {
+    if (!fs::exists(dir.path() / "manifest.toml") ||
+        !toml::parse((dir.path() / "manifest.toml").string()).contains("warm")) {
+      continue;
+    }
+    const std::string lang = dir.path().filename().string();
+    for (const auto& f : fs::directory_iterator(dir.path() / "tests")) {
       const toml::value spec = toml::parse(f.path().string());
       if (f.path().filename() == "session.toml" || toml::find_or<bool>(spec, "check", false) ||
           spec.contains("env")) {
