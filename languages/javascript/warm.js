@@ -6,10 +6,16 @@
 // files' bytes in that order, and then the program's own stdin. It writes the files into /work
 // and runs the entry as `node ENTRY ARGS` would (CommonJS or ES module), from a fresh task so
 // that no frame of this file is on the program's stack.
+//
+// With an argument, `node warm.js FILE`, it runs FILE instead of the entry: a compiled language's
+// run stage, as its [run] command names the compiler's output (TypeScript's bundle). TypeScript
+// gets this file from here through npm, as it gets the session driver.
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const Module = require('module');
+
+const runFile = process.argv[2];
 
 function readExact(n) {
   const buf = Buffer.alloc(n);
@@ -54,5 +60,5 @@ for (const f of header.files) {
   fs.mkdirSync(path.dirname(file), {recursive: true});
   fs.writeFileSync(file, readExact(f.size), {flag: 'wx', mode: f.executable ? 0o755 : 0o644});
 }
-process.argv = [process.argv[0], path.join('/work', header.entry), ...header.args];
+process.argv = [process.argv[0], runFile ?? path.join('/work', header.entry), ...header.args];
 setImmediate(Module.runMain);

@@ -481,7 +481,7 @@ void Engine::StartWarmPools() {
   std::lock_guard lock(registry_mu_);
   for (const auto& entry : registry_.entries()) {
     const languages::Language* lang = entry.language.get();
-    if (!entry.usable || lang == nullptr || !lang->warm || lang->compile) continue;
+    if (!entry.usable || lang == nullptr || !lang->warm) continue;
     if (auto spec = WarmSpec(*lang); spec) specs.emplace(lang->id, std::move(*spec));
   }
   WarmPool::Options options;
@@ -782,7 +782,9 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
              std::string(chunk));
   };
   std::optional<std::string> header;
-  if (!lang.compile && ((lang.warm && warm_) || (lang.zygote && zygotes_))) {
+  // A compiled language's warm sandbox runs its run stage: the compiler's output is among the
+  // files. Zygotes serve interpreted languages only.
+  if ((lang.warm && warm_) || (!lang.compile && lang.zygote && zygotes_)) {
     header = WarmHeader(spec.files, entry_name, req.args);
   }
   // The zygote first, then a warm sandbox, else cold.

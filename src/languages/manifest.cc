@@ -291,6 +291,10 @@ Result<Language> ParseRoot(Table& t) {
       return Fail(Errc::kParse,
                   "zygote: takes only `command`; the environment and limits are [run]'s");
     }
+    // A fork server holds an interpreter that runs the entry itself; a compiled language's run
+    // stage runs the compiler's output ([warm] can: its command names that output).
+    if (lang.compile)
+      return Fail(Errc::kParse, "zygote: a language with [compile] cannot have one");
     lang.zygote = std::move(zygote_recipe);
   }
   POLYRUN_TRY(detect, t.Sub("detect"));

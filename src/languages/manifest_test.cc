@@ -50,9 +50,23 @@ TEST(ParseManifest, ReadsAFullManifest) {
   EXPECT_FALSE(lang->zygote);
 }
 
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  auto pos = s.find(from);
+  EXPECT_NE(pos, std::string::npos) << from;
+  return s.replace(pos, from.size(), to);
+}
+
 TEST(ParseManifest, ReadsAZygoteWithItsCommandOnly) {
-  const std::string with =
-      std::string(kGood) + "[zygote]\ncommand = [\"/usr/bin/toy\", \"zygote\"]\n";
+  const std::string zygote = "[zygote]\ncommand = [\"/usr/bin/toy\", \"zygote\"]\n";
+  // An interpreted toy: no compile stage.
+  const std::string interpreted = Replace(
+      Replace(
+          kGood,
+          "[compile]\ncommand = [\"/usr/bin/toyc\", \"-o\", \"main\", \"{sources}\"]\n"
+          "sources = [\"toy\"]\nartifacts = [\"main\"]\n[compile.limits]\nwall_time = \"20s\"\n",
+          ""),
+      "/work/main", "/usr/bin/toy");
+  const std::string with = interpreted + zygote;
   auto lang = ParseManifest(with, "toy/manifest.toml");
   ASSERT_TRUE(lang) << lang.error().message();
   ASSERT_TRUE(lang->zygote);
@@ -61,12 +75,11 @@ TEST(ParseManifest, ReadsAZygoteWithItsCommandOnly) {
   ASSERT_FALSE(env);
   EXPECT_NE(env.error().message().find("zygote: takes only `command`"), std::string::npos)
       << env.error().message();
-}
-
-std::string Replace(std::string s, const std::string& from, const std::string& to) {
-  auto pos = s.find(from);
-  EXPECT_NE(pos, std::string::npos) << from;
-  return s.replace(pos, from.size(), to);
+  auto compiled = ParseManifest(std::string(kGood) + zygote, "toy/manifest.toml");
+  ASSERT_FALSE(compiled);
+  EXPECT_NE(compiled.error().message().find("zygote: a language with [compile] cannot have one"),
+            std::string::npos)
+      << compiled.error().message();
 }
 
 TEST(ParseManifest, RejectsMistakesNamingTheKey) {

@@ -311,13 +311,15 @@ TEST_P(WarmSelfTest, BehavesAsCold) {
   }
   req.stdin_data = toml::find_or<std::string>(spec, "stdin", "");
   req.args = toml::find_or<std::vector<std::string>>(spec, "args", {});
-  ExecutionResult warm = Warm(req);
+  const toml::value& expect = toml::find(spec, "expect");
+  // A compile error ends a run before its run stage, the one a warm sandbox serves.
+  const bool no_run_stage = toml::find<std::string>(expect, "status") == "compile_error";
+  ExecutionResult warm = no_run_stage ? engine_->Run(req) : Warm(req);
   ExecutionRequest cold_req = req;
   cold_req.env = {{"POLYRUN_COLD", "1"}};  // env: never warm
   ExecutionResult cold = engine_->Run(cold_req);
   ASSERT_EQ(cold.usage.start, "cold");
   const std::string context = ToJson(warm).dump(2) + "\ncold:\n" + ToJson(cold).dump(2);
-  const toml::value& expect = toml::find(spec, "expect");
   EXPECT_EQ(std::string(StatusName(warm.status)), toml::find<std::string>(expect, "status"))
       << context;
   EXPECT_EQ(warm.status, cold.status) << context;
