@@ -51,6 +51,13 @@ setup:
 	    echo "setup: npm ci in $$d"; (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
 	  fi; \
 	done
+	@# Java's warm bootstrap runs as a class: compiled here from its source, into the language's
+	@# folder (the sandbox sees only that), whenever the source is newer.
+	@w=languages/java/warm/polyrun/Warm.class; \
+	if [ ! -f $$w ] || [ languages/java/Warm.java -nt $$w ]; then \
+	  echo "setup: javac languages/java/Warm.java"; \
+	  /usr/lib/jvm/java-17-openjdk-amd64/bin/javac -encoding UTF-8 -d languages/java/warm languages/java/Warm.java || exit 1; \
+	fi
 
 ## build: the CLI at ./build/polyrun, with all tests
 build: setup

@@ -12,7 +12,7 @@
 //
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
-//   warm_bench [--runs N] [--languages python,javascript,typescript,ruby,r] [--out FILE]
+//   warm_bench [--runs N] [--languages python,javascript,typescript,ruby,r,java] [--out FILE]
 //              [--throughput-seconds S]
 #include <fcntl.h>
 #include <spawn.h>
@@ -65,6 +65,13 @@ const std::map<std::string, Hello> kHellos = {
     {"typescript", {"console.log(1)", {"/usr/bin/node", "-e", "console.log(1)"}}},
     {"ruby", {"puts 1", {"/usr/bin/ruby", "-e", "puts 1"}}},
     {"r", {"cat(\"1\\n\")", {"/usr/bin/Rscript", "--vanilla", "-e", "cat(\"1\\n\")"}}},
+    // Java's bare floor: the JVM with the run stage's start-up flags on the hello class, which
+    // the bench compiles once into {classes} (its cold and warm runs compile in their compile
+    // stage, or take the artifact cache's jar).
+    {"java",
+     {"public class Main { public static void main(String[] a) { System.out.println(1); } }",
+      {"/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "-XX:+UseSerialGC", "-Xshare:auto",
+       "-XX:-UsePerfData", "-cp", "{classes}", "Main"}}},
 };
 
 [[noreturn]] void Die(const std::string& what) {
@@ -206,6 +213,14 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
   for (const auto& lang : languages) {
     auto hello = kHellos.find(lang);
     if (hello == kHellos.end()) Die("no hello world for " + lang);
+    std::vector<std::string> bare_argv = hello->second.bare;
+    if (lang == "java") {
+      const std::string classes = cache + "/java-bare";
+      std::filesystem::create_directories(classes);
+      std::ofstream(classes + "/Main.java") << hello->second.code;
+      Bare({"/usr/lib/jvm/java-17-openjdk-amd64/bin/javac", "-d", classes, classes + "/Main.java"});
+      std::replace(bare_argv.begin(), bare_argv.end(), std::string("{classes}"), classes);
+    }
     ExecutionRequest req;
     req.language = lang;
     req.code = hello->second.code;
@@ -215,7 +230,7 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
         {"bare",
          [&](bool timed) {
            const auto t0 = Clock::now();
-           const std::string text = Bare(hello->second.bare);
+           const std::string text = Bare(bare_argv);
            const double d = Ms(Clock::now() - t0);
            if (text != "1\n") Die(lang + " bare: printed \"" + text + "\"");
            if (timed) ms["bare"].push_back(d);
@@ -310,7 +325,7 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
 
 int main(int argc, char** argv) {
   size_t runs = 100;
-  std::vector<std::string> languages = {"python", "javascript", "typescript", "ruby", "r"};
+  std::vector<std::string> languages = {"python", "javascript", "typescript", "ruby", "r", "java"};
   std::string out = std::string(POLYRUN_BENCH_RESULTS) + "/warm.json";
   double throughput_seconds = 3;
   for (int i = 1; i < argc; ++i) {
