@@ -5,10 +5,12 @@
 //   cold  Engine::Run on an engine without warm pools: a sandbox built for the run;
 //   warm  Engine::Run with warm pools, each run started once the pool has a sandbox ready (the
 //         latency a run sees when the pool keeps up; the filler's work is off the clock);
-//   zygote  Engine::Run forked from the language's fork server (languages with a [zygote]).
+//   zygote  Engine::Run forked from the language's fork server (languages with a [zygote]), on
+//         an engine without warm pools.
 // The paths are interleaved in blocks after a warm-up, so machine noise lands on all alike.
 // Then the memory one waiting warm sandbox and one zygote cost (their cgroups' peaks), and the
-// sustained throughput of Python `print(1)` at concurrency 1, 2, 4 and 8 on each path.
+// sustained throughput of Python `print(1)` at concurrency 1, 2, 4 and 8: bare, cold, warm pools
+// alone, and served (warm pools and the zygote, as `polyrun serve` keeps them).
 //
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
@@ -138,8 +140,10 @@ void AwaitZygote(Engine& engine, const std::string& language) {
 
 // Sustained throughput of Python `print(1)` at each concurrency: that many threads each running
 // back to back for `seconds`, per path. Warm runs fall back to cold ones whenever the pool is
-// empty, so "warm" reports which share of its runs found a sandbox ready.
-json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine, double seconds) {
+// empty, so "warm" reports which share of its runs found a sandbox ready; "served" (warm pools
+// and the zygote, as `polyrun serve` keeps them) which share started warm and which forked.
+json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
+                Engine& served_engine, double seconds) {
   const Hello& hello = kHellos.at("python");
   ExecutionRequest req;
   req.language = "python";
@@ -148,10 +152,10 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
   std::printf("\n%-6s %11s %10s %10s %10s   %s\n", "path", "concurrency", "runs/s", "median ms",
               "p99 ms", "ratio to bare (runs/s)");
   std::map<int, double> bare_rate;
-  for (const char* path : {"bare", "cold", "warm", "zygote"}) {
+  for (const char* path : {"bare", "cold", "warm", "zygote", "served"}) {
     for (int concurrency : {1, 2, 4, 8}) {
       std::vector<std::vector<double>> lat(static_cast<size_t>(concurrency));
-      std::atomic<size_t> warm_starts{0};
+      std::atomic<size_t> warm_starts{0}, zygote_starts{0};
       const auto t0 = Clock::now();
       const auto end =
           t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -163,12 +167,15 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
             if (std::string_view(path) == "bare") {
               if (Bare(hello.bare) != "1\n") Die("throughput bare: wrong output");
             } else {
-              Engine& e = std::string_view(path) == "cold"   ? cold_engine
-                          : std::string_view(path) == "warm" ? warm_engine
-                                                             : zygote_engine;
+              const std::string_view p = path;
+              Engine& e = p == "cold"     ? cold_engine
+                          : p == "warm"   ? warm_engine
+                          : p == "zygote" ? zygote_engine
+                                          : served_engine;
               const ExecutionResult r = e.Run(req);
               if (r.stdout_text != "1\n") Die(std::string("throughput ") + path + ": " + r.reason);
-              if (r.usage.start == path) ++warm_starts;
+              if (r.usage.start == "warm") ++warm_starts;
+              if (r.usage.start == "zygote") ++zygote_starts;
             }
             lat[static_cast<size_t>(t)].push_back(Ms(Clock::now() - s));
           }
@@ -185,10 +192,23 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
       j["ratio_to_bare"] = rate / bare_rate[concurrency];
       std::printf("%-6s %11d %10.0f %10.2f %10.2f   %.2f", path, concurrency, rate,
                   Percentile(all, 50), Percentile(all, 99), rate / bare_rate[concurrency]);
-      if (std::string_view(path) == "warm" || std::string_view(path) == "zygote") {
-        // Runs a path could not serve (an empty pool, a zygote being replaced) ran cold.
-        j["share"] = static_cast<double>(warm_starts) / static_cast<double>(all.size());
-        std::printf("   (%.0f%% started %s)", 100.0 * j["share"].get<double>(), path);
+      // Runs a path could not serve (an empty pool, a zygote being replaced) ran cold.
+      const auto share = [&](size_t n) {
+        return static_cast<double>(n) / static_cast<double>(all.size());
+      };
+      if (std::string_view(path) == "warm") {
+        j["share"] = share(warm_starts);
+        std::printf("   (%.0f%% started warm)", 100.0 * share(warm_starts));
+      }
+      if (std::string_view(path) == "zygote") {
+        j["share"] = share(zygote_starts);
+        std::printf("   (%.0f%% forked)", 100.0 * share(zygote_starts));
+      }
+      if (std::string_view(path) == "served") {
+        j["share_warm"] = share(warm_starts);
+        j["share_zygote"] = share(zygote_starts);
+        std::printf("   (%.0f%% started warm, %.0f%% forked)", 100.0 * share(warm_starts),
+                    100.0 * share(zygote_starts));
       }
       std::printf("\n");
       out[path][std::to_string(concurrency)] = j;
@@ -305,15 +325,17 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
   }
   if (throughput_seconds > 0) {
     warm_engine.reset();
-    zygote_engine.reset();
-    // Pools as `polyrun serve` keeps them; one engine with them alone, one as served (zygotes).
+    // Pools as `polyrun serve` keeps them: one engine with them alone, and one as served (with
+    // the zygotes); the zygote alone is zygote_engine.
     auto pooled = MakeEngine(cache, EngineConfig{}.warm_pool_size, false);
     pooled->StartWarmPools();
     AwaitReady(*pooled, "python");
     auto served = MakeEngine(cache, EngineConfig{}.warm_pool_size, true);
     served->StartWarmPools();
     AwaitZygote(*served, "python");
-    results["throughput_python"] = Throughput(*cold_engine, *pooled, *served, throughput_seconds);
+    AwaitZygote(*zygote_engine, "python");
+    results["throughput_python"] =
+        Throughput(*cold_engine, *pooled, *zygote_engine, *served, throughput_seconds);
   }
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());
   std::ofstream(out) << results.dump(1) << "\n";

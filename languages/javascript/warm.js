@@ -48,6 +48,9 @@ const ready = new (require('net').Socket)({fd: 3, readable: false, writable: tru
 ready.on('error', () => {});  // only if the host gave up on us: it reads fd 3 no more
 ready.write('R');
 if (ready.writableLength !== 0) throw new Error('polyrun warm: fd 3 did not take "R" at once');
+// The same pipe again, for the run's end (below), on a descriptor Node opens close-on-exec: no
+// program the run starts inherits it.
+const end = fs.openSync('/proc/self/fd/3', 'w');
 ready._handle.close();  // closes fd 3 now; ready.destroy() would look at process.stderr
 if (fs.existsSync('/proc/self/fd/3')) throw new Error('polyrun warm: fd 3 is still open');
 const {Writable} = require('stream');
@@ -60,5 +63,25 @@ for (const f of header.files) {
   fs.mkdirSync(path.dirname(file), {recursive: true});
   fs.writeFileSync(file, readExact(f.size), {flag: 'wx', mode: f.executable ? 0o755 : 0o644});
 }
+// The run's end, told to the host once every 'exit' listener has run ("E" and the exit code):
+// the host answers then, not after Node's exit and teardown (~4 ms). Not after an uncaught
+// exception: Node emits 'exit' before it prints the error, and the init reports that run's end.
+let fatal = false;
+process.on('uncaughtExceptionMonitor', () => { fatal = true; });
+const emit = process.emit;
+Object.defineProperty(process, 'emit', {
+  configurable: true,
+  enumerable: false,
+  writable: true,
+  value: function emit_(event, ...args) {
+    const result = Reflect.apply(emit, this, [event, ...args]);
+    if (event === 'exit' && !fatal) {
+      try {
+        fs.writeSync(end, Buffer.from([0x45, (process.exitCode ?? 0) & 0xff]));
+      } catch {}  // the program closed it: the init reports the end
+    }
+    return result;
+  },
+});
 process.argv = [process.argv[0], runFile ?? path.join('/work', header.entry), ...header.args];
 setImmediate(Module.runMain);

@@ -33,7 +33,6 @@ Forked runs share what the zygote had before any run: its modules, its address-s
 and its string-hash secret (docs/performance.md says what that means).
 """
 
-import atexit
 import ctypes
 import fcntl
 import gc
@@ -208,6 +207,7 @@ def _init(run, status, fprog):
         if done:
             break
     _report(status, KIND_EXITED, wait_status)
+    os.close(status)  # the host's end of the run: it answers while the kernel tears us down
     os._exit(0)  # as PID 1: the kernel kills whatever the program left behind
 
 
@@ -322,69 +322,6 @@ def _serve():
         for fd in fds:
             os.close(fd)
 
-def _run_program():
-    """The run, as `python3 main.py` would run it: its SystemExit code, or None."""
-    try:
-        _warm._run()
-    except SystemExit as e:
-        return e.code
-    return None
-
-
-def _flush_std_files():
-    ok = True
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None and not stream.closed:
-                stream.flush()
-        except Exception:  # noqa: BLE001: as the interpreter, which reports it by the status
-            ok = False
-    return ok
-
-
-def _finish(code):
-    """Ends the run as the interpreter's exit (Py_FinalizeEx) would, for what the run created.
-
-    The interpreter's exit would also tear down every module and object the zygote had: each of
-    their pages, shared with the server until written, copied only to be freed (8 ms, most of a
-    run). So this follows its steps for the run's own: SystemExit's code and message, joining
-    non-daemon threads, atexit handlers, flushing the standard streams, then the run's modules
-    (and __main__) taken out of sys.modules, a collection, their namespaces cleared as the
-    interpreter clears them (underscored names first, in reverse order of import: objects die by
-    reference count, so an unclosed file flushes before its descriptor closes) and a last
-    collection; exit status 120 when a final flush fails."""
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code & 0xFF
-    else:
-        try:
-            print(code, file=sys.stderr)
-        except Exception:  # noqa: BLE001: as the interpreter, which ignores it
-            pass
-        status = 1
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        threading._shutdown()
-    atexit._run_exitfuncs()
-    _flush_std_files()
-    names = [n for n in sys.modules if n not in _ZYGOTE_MODULES or n == "__main__"]
-    modules = [sys.modules.pop(n) for n in names]
-    gc.collect()
-    for module in reversed(modules):
-        namespace = vars(module)
-        for underscored in (True, False):
-            for key in list(namespace):
-                private = key.startswith("_") and not key.startswith("__")
-                if private == underscored and key != "__builtins__":
-                    namespace[key] = None
-    del modules, module, namespace
-    gc.collect()
-    if not _flush_std_files() and status == 0:
-        status = 120
-    os._exit(status)
-
-
 _ZYGOTE_MODULES = frozenset(sys.modules)
 _serve()
-_finish(_run_program())
+_warm.run_and_exit(_ZYGOTE_MODULES)

@@ -224,6 +224,10 @@ std::vector<std::string> SourcesFor(const std::vector<RequestFile>& files,
 const std::vector<std::string> kSandboxEnv = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/work",
                                               "TMPDIR=/tmp", "LANG=C.UTF-8", "USER=sandbox"};
 
+// How long a language with a zygote goes without a run before its warm pool is refilled: runs
+// back to back (a few ms apart) go to the zygote, a run after a pause finds a warm sandbox.
+constexpr std::chrono::milliseconds kRefillWhenQuiet{100};
+
 // The artifact cache key: everything the compiler's output depends on. Host programs named
 // by absolute path (the compiler, recipe scripts) contribute their size and mtime, so a
 // toolchain upgrade that keeps its version string still misses.
@@ -487,6 +491,11 @@ void Engine::StartWarmPools() {
   WarmPool::Options options;
   options.max_per_language = config_.warm_pool_size;
   options.memory_budget = config_.warm_pool_memory;
+  // A language with a zygote has a path for sustained demand; its pool serves runs that come
+  // after a pause (Options::refill_when_quiet).
+  for (const auto& [id, spec] : specs) {
+    if (zygotes_ && zygotes_->Serves(id)) options.refill_when_quiet[id] = kRefillWhenQuiet;
+  }
   warm_ = std::make_unique<WarmPool>(*sandbox_, std::move(specs), options);
 }
 
@@ -787,26 +796,30 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
   if ((lang.warm && warm_) || (!lang.compile && lang.zygote && zygotes_)) {
     header = WarmHeader(spec.files, entry_name, req.args);
   }
-  // The zygote first, then a warm sandbox, else cold.
+  // A warm sandbox that is ready first (the shortest path: its interpreter is loaded and its
+  // bootstrap answers before its own exit), then the zygote (which also serves runs with limits
+  // of their own, and keeps serving when demand outruns the pools' refill), else cold.
   std::optional<Result<sandbox::SandboxOutcome>> ran;
   const char* mode = "cold";
   if (header) {
     // A zygote's run and a warm bootstrap read the run (header, files) from stdin, then the
     // program its own stdin.
     spec.stdin_data = std::move(*header) + req.stdin_data;
-    if (auto zygote = ZygoteFor(lang, req, *limits)) {
-      auto forked = sandbox_->RunInZygote(*zygote, spec);
-      if (forked || forked.error().code != Errc::kUnavailable) {
-        ran = std::move(forked);
-        mode = "zygote";
-      } else {
-        zygotes_->Broken(lang.id, zygote);  // replaced; this run goes on without it
-      }
-    }
-    if (!ran && lang.warm) {
+    if (lang.warm) {
       if (auto warm = TakeWarm(lang, req, *limits)) {
         ran = sandbox_->Claim(std::move(*warm), spec);
         mode = "warm";
+      }
+    }
+    if (!ran) {
+      if (auto zygote = ZygoteFor(lang, req, *limits)) {
+        auto forked = sandbox_->RunInZygote(*zygote, spec);
+        if (forked || forked.error().code != Errc::kUnavailable) {
+          ran = std::move(forked);
+          mode = "zygote";
+        } else {
+          zygotes_->Broken(lang.id, zygote);  // replaced; this run goes on without it
+        }
       }
     }
     if (!ran) spec.stdin_data = req.stdin_data;

@@ -57,9 +57,9 @@ class Engine {
 
   // Starts warm pools (config warm_pool_size, warm_pool_memory) for every language with a warm
   // bootstrap, and zygotes (config zygotes) for every language with a fork server; from then
-  // on Run forks a run from the zygote, or else takes a warm sandbox, when the request allows
-  // it (see docs/performance.md), and runs cold otherwise. For long-lived processes (the
-  // server): both start in the background. Call at most once, before runs start.
+  // on Run takes a warm sandbox that is ready, or else forks the run from the zygote, when the
+  // request allows it (see docs/performance.md), and runs cold otherwise. For long-lived processes
+  // (the server): both start in the background. Call at most once, before runs start.
   void StartWarmPools();
   // The pools' figures per language; empty without warm pools.
   std::map<std::string, WarmPool::Stats> WarmPoolStats();

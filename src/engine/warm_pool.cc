@@ -1,19 +1,23 @@
 #include "engine/warm_pool.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace polyrun::engine {
 
 WarmPool::WarmPool(sandbox::Sandbox& sandbox, std::map<std::string, sandbox::SandboxSpec> specs,
                    Options options)
-    : sandbox_(sandbox), options_(options) {
+    : sandbox_(sandbox), options_(std::move(options)) {
   const auto now = Clock::now();
   for (auto& [id, spec] : specs) {
     Lane& lane = lanes_[id];
     lane.spec = std::move(spec);
     lane.last_take = now;
     lane.target = std::min<size_t>(1, options_.max_per_language);
+    if (auto q = options_.refill_when_quiet.find(id); q != options_.refill_when_quiet.end()) {
+      lane.quiet = q->second;
+    }
   }
   filler_ = std::thread([this] { Fill(); });
 }
@@ -85,12 +89,17 @@ uint64_t WarmPool::MemoryLocked() const {
   return total;
 }
 
-WarmPool::Lane* WarmPool::Neediest(Clock::time_point now) {
+WarmPool::Lane* WarmPool::Neediest(Clock::time_point now, Clock::time_point& wake) {
   Lane* best = nullptr;
   const uint64_t used = MemoryLocked();
   for (auto& [id, lane] : lanes_) {
     if (lane.ready.size() >= lane.target || now < lane.retry_at) continue;
     if (used + lane.entry_bytes > options_.memory_budget) continue;
+    const bool asked = lane.stats.taken + lane.stats.missed > 0;
+    if (asked && now < lane.last_take + lane.quiet) {
+      wake = std::min(wake, lane.last_take + lane.quiet);
+      continue;
+    }
     if (best == nullptr || lane.ready.size() < best->ready.size()) best = &lane;
   }
   return best;
@@ -119,9 +128,10 @@ void WarmPool::Fill() {
       lock.lock();
       continue;
     }
-    Lane* lane = Neediest(now);
+    auto wake = now + std::chrono::seconds(1);
+    Lane* lane = Neediest(now, wake);
     if (lane == nullptr) {
-      cv_.wait_for(lock, std::chrono::seconds(1));
+      cv_.wait_until(lock, wake);
       continue;
     }
     const sandbox::SandboxSpec spec = lane->spec;

@@ -28,6 +28,12 @@ class WarmPool {
     std::chrono::milliseconds ready_timeout{20000};  // a bootstrap slower than this is dropped
     std::chrono::milliseconds shrink_after{60000};
     std::chrono::milliseconds max_age{600000};  // older entries are replaced
+    // Languages whose runs have another fast path (a zygote), with a quiet period: their pool
+    // is refilled only once no run has asked it for a sandbox for that long (at the start, at
+    // once). Under sustained
+    // demand the other path serves, and the refill's interpreter starts do not take the CPU
+    // from it; a run that comes after a pause finds a sandbox ready.
+    std::map<std::string, std::chrono::milliseconds> refill_when_quiet;
   };
   struct Stats {
     size_t ready = 0;           // waiting now
@@ -66,14 +72,16 @@ class WarmPool {
     std::deque<Entry> ready;  // oldest first
     size_t target = 1;
     Clock::time_point last_take;
-    Clock::time_point retry_at;  // after a failed bootstrap
-    uint64_t entry_bytes = 0;    // the last measured entry's memory: the budget's estimate
+    Clock::time_point retry_at;          // after a failed bootstrap
+    std::chrono::milliseconds quiet{0};  // Options::refill_when_quiet
+    uint64_t entry_bytes = 0;            // the last measured entry's memory: the budget's estimate
     Stats stats;
   };
 
   void Fill();
-  // Under mu_: the lane that most needs an entry and fits the budget, or null.
-  Lane* Neediest(Clock::time_point now);
+  // Under mu_: the lane that most needs an entry and fits the budget, or null; `wake` is
+  // lowered to when a lane waiting out its quiet period will need one.
+  Lane* Neediest(Clock::time_point now, Clock::time_point& wake);
   uint64_t MemoryLocked() const;
 
   sandbox::Sandbox& sandbox_;

@@ -383,6 +383,8 @@ void SendArtifacts(const ChildPlan& plan) {
   report.wait_status = main_status;
   if (!WriteAll(kStatusFd, &report, sizeof report)) ::_exit(126);
   SendArtifacts(plan);
+  // The host's end of the run: it answers now, while the kernel still tears the tree down.
+  ::close(kStatusFd);
   // Exiting as PID 1 makes the kernel SIGKILL everything left in the namespace.
   ::_exit(0);
 }

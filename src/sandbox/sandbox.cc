@@ -282,7 +282,7 @@ Result<void> PreparedSandbox::WaitReady(std::chrono::milliseconds timeout) {
                   "sandbox: the program ended or wrote something else before it was ready" +
                       (said.empty() ? std::string() : ": " + said));
     }
-    tree_->fr_r.reset();  // the program closes its end: a run has no fd 3
+    // Kept: the bootstrap keeps its end to say when the run is over (Sandbox::Claim).
     return {};
   }
 }
@@ -308,7 +308,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   auto prepared = Prepare(spec, /*keep_stdin=*/false);
   if (!prepared) return std::unexpected(prepared.error());
   auto& tree = *prepared->tree_;
-  return Supervise(tree, spec, tree.start, 0);
+  return Supervise(tree, spec, tree.start, 0, /*bootstrap_end=*/false);
 }
 
 Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpec& run) {
@@ -339,7 +339,7 @@ Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpe
     }
     if (errno != ESRCH) return SysFail("prlimit", "RLIMIT_CPU of the warm sandbox's program");
   }
-  return Supervise(tree, run, Clock::now(), cpu_base);
+  return Supervise(tree, run, Clock::now(), cpu_base, /*bootstrap_end=*/true);
 }
 
 Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec) {
@@ -580,7 +580,8 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
 }
 
 Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& spec,
-                                          Clock::time_point start, uint64_t cpu_base_ns) {
+                                          Clock::time_point start, uint64_t cpu_base_ns,
+                                          bool bootstrap_end) {
   const SandboxLimits& lim = spec.limits;
   UniqueFd& pid_fd = tree.pid_fd;
   Cgroup& cg = *tree.cgroup;
@@ -632,6 +633,10 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
     if (fd >= 0) SetNonBlocking(fd);
   }
   std::string frame_bytes;  // read from fd 3, delivered once fds 1 and 2 have been drained
+  // A warm bootstrap's end on fd 3 ("E" and the exit code), once it has flushed the program's
+  // output: the run is over before its interpreter's exit and teardown (docs/performance.md).
+  std::string end_bytes;
+  bool status_closed = false;
   bool signals_open = spec.signal_fd >= 0;
   bool init_done = false;
   const auto deadline = start + lim.wall_time;
@@ -688,6 +693,10 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
       if (idx_fr >= 0 && all[idx_fr].revents) {
         // A writer faster than us would grow frame_bytes without end: hand over each MiB.
         bool open = Drain(fr_r.get(), [&](std::string_view c) {
+          if (bootstrap_end) {
+            if (end_bytes.size() < 3) end_bytes.append(c.substr(0, 3 - end_bytes.size()));
+            return;
+          }
           frame_bytes.append(c);
           if (frame_bytes.size() >= (1u << 20)) {
             drain_streams();
@@ -711,7 +720,10 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
           size_t room = status_cap - std::min(status_cap, status_buf.size());
           status_buf.append(c.substr(0, std::min(room, c.size())));
         });
-        if (!open) st_r.reset();
+        if (!open) {
+          st_r.reset();
+          status_closed = true;
+        }
       }
       if (idx_src >= 0 && all[idx_src].revents) {
         char buf[65536];
@@ -770,11 +782,39 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
       }
     }
     if (!init_done && now >= deadline && !killed_for) kill_tree(Termination::kWallTimeout);
+    // The run is over, and everything it wrote is in the pipes, once its init has reported and
+    // closed the status channel, the bootstrap has said it ended, or we killed it. Its init's
+    // exit (the kernel tearing down the program, namespaces and mounts) is not waited for.
+    const bool reported = status_closed && status_buf.size() >= sizeof(InitReport);
+    const bool said_end = end_bytes.size() == 2 && end_bytes[0] == 'E';
+    if (!init_done && (reported || said_end || killed_for)) {
+      ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
+      cg.KillAll();
+      // What is left in the pipes, frames before the output written ahead of them.
+      if (fr_r.valid() && !bootstrap_end) {
+        Drain(fr_r.get(), [&](std::string_view c) { frame_bytes.append(c); });
+      }
+      for (UniqueFd* fd : {&out_r, &err_r}) {
+        const Stream stream = fd == &out_r ? Stream::kStdout : Stream::kStderr;
+        if (fd->valid()) Drain(fd->get(), [&](std::string_view c) { capture(stream, c); });
+      }
+      if (!frame_bytes.empty() && spec.on_frames) spec.on_frames(frame_bytes);
+      if (!reported && said_end) {
+        InitReport end;
+        end.kind = InitReport::kExited;
+        end.wait_status = static_cast<unsigned char>(end_bytes[1]) << 8;
+        status_buf.assign(reinterpret_cast<const char*>(&end), sizeof end);
+      }
+      break;
+    }
   }
+  const bool handed_over = !init_done;
 
   siginfo_t info{};
-  ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
-  pid_fd.reset();  // reaped: the tree's destructor has nothing left to kill
+  if (!handed_over) {
+    ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pid_fd.get()), &info, WEXITED);
+    pid_fd.reset();  // reaped: the tree's destructor has nothing left to kill
+  }
   outcome.wall = std::chrono::duration_cast<Millis>(Clock::now() - start);
   if (auto u = cg.Usage(); u) {
     cpu_ns = std::max(cpu_ns, u->cpu_ns - std::min(u->cpu_ns, cpu_base_ns));
@@ -782,7 +822,9 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
     if (u->oom_kills > 0 && !killed_for) killed_for = Termination::kMemoryLimit;
   }
   outcome.cpu = Millis(cpu_ns / 1'000'000);
-  if (auto r = cg.Remove(); !r && outcome.setup_error.empty()) {
+  if (handed_over) {
+    graveyard_->Bury(std::move(pid_fd), tree.pid > 0, std::move(tree.cgroup));
+  } else if (auto r = cg.Remove(); !r && outcome.setup_error.empty()) {
     outcome.setup_error = "cgroup cleanup: " + r.error().message();
   }
 

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "sandbox/cgroup.h"
+#include "sandbox/graveyard.h"
 #include "sandbox/spec.h"
 #include "util/error.h"
 
@@ -40,8 +41,8 @@ class PreparedSandbox {
   PreparedSandbox& operator=(PreparedSandbox&&) noexcept;
   ~PreparedSandbox();
 
-  // Waits until the program writes the byte 'R' on fd 3 (the spec's frames channel, which the
-  // program then closes): its interpreter is loaded and it waits for its run. kTimeout when it
+  // Waits until the program writes the byte 'R' on fd 3 (the spec's frames channel): its
+  // interpreter is loaded and it waits for its run. kTimeout when it
   // did not within `timeout`; kInternalError when it ended or wrote anything else.
   Result<void> WaitReady(std::chrono::milliseconds timeout);
   // Alive and silent (nothing on fds 1 and 2) since it was started; checked right before a claim.
@@ -62,9 +63,16 @@ class Sandbox {
   ~Sandbox();
   static Result<std::unique_ptr<Sandbox>> Create(SandboxConfig config);
 
-  // Blocks until the tree is gone. An error means the host side failed (the run did not
-  // happen, or its limits could not be guaranteed); anything the program did is an outcome.
+  // Blocks until the run is over: its program ended (or was killed), everything it wrote was
+  // read, and every process of the tree has been sent SIGKILL, so none runs again. The kernel's
+  // teardown of the tree and the removal of its cgroup finish in the background (Settle). An
+  // error means the host side failed (the run did not happen, or its limits could not be
+  // guaranteed); anything the program did is an outcome.
   Result<SandboxOutcome> Run(const SandboxSpec& spec);
+  // Blocks until every run that has returned is gone: its processes ended and reaped, its
+  // cgroup removed. An error names the first cgroup that could not be removed since the last
+  // call.
+  Result<void> Settle() { return graveyard_->Settle(); }
 
   // Run in two steps, for warm pools. Prepare builds the tree from `spec`'s argv, env, binds,
   // files, collect, extra_syscalls, frames_channel and limits (memory, processes, rlimits, tmpfs
@@ -73,7 +81,9 @@ class Sandbox {
   // on_output, cancel_fd, retain_output, signal_fd, on_usage and its wall, CPU and output limits,
   // all counted from the claim (CPU used before it is not the run's); the program's RLIMIT_CPU is
   // lowered to the run's CPU limit there too. `run`'s tree-building
-  // fields are ignored: the tree is what Prepare built.
+  // fields are ignored: the tree is what Prepare built. After the 'R', fd 3 is the bootstrap's
+  // way to end the run before its own exit: "E" and the exit code (one byte), written once the
+  // program's output is flushed. Anything else there is ignored, and the init reports the end.
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec);
   Result<SandboxOutcome> Claim(PreparedSandbox prepared, const SandboxSpec& run);
 
@@ -102,11 +112,18 @@ class Sandbox {
   explicit Sandbox(SandboxConfig config);
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec, bool keep_stdin,
                                   bool fork_server = false);
-  static Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
-                                          std::chrono::steady_clock::time_point start,
-                                          uint64_t cpu_base_ns);
+  // Supervises a started tree as one run until it is over (docs/performance.md, "The end of a
+  // run"): its init has reported and closed the status channel, or (`bootstrap_end`, a warm
+  // sandbox's bootstrap) the program said on fd 3 that it ended, or it was killed. Then every
+  // process of it is sent SIGKILL, the pipes are drained, and the rest of the teardown goes to
+  // the graveyard.
+  Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
+                                   std::chrono::steady_clock::time_point start,
+                                   uint64_t cpu_base_ns, bool bootstrap_end);
   SandboxConfig config_;
   std::unique_ptr<NetnsPool> netns_;  // null: each run's namespace is made with it
+  // Last, so it is destroyed first: it finishes every run's teardown before the rest goes.
+  std::unique_ptr<Graveyard> graveyard_ = std::make_unique<Graveyard>();
 };
 
 // Validates a /work-relative file name from a request: non-empty, relative, no "." or ".."

@@ -301,7 +301,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
         auto tree = ForkedTree(std::move(ahead->pid_fd), std::move(*cgroup),
                                std::move(ahead->stdin_w), std::move(ahead->out_r),
                                std::move(ahead->err_r), std::move(ahead->status), start);
-        return Supervise(*tree, run, start, 0);
+        return Supervise(*tree, run, start, 0, /*bootstrap_end=*/false);
       }
       // Its init is gone (its server was replaced or killed): this run is forked now instead.
     }
@@ -339,7 +339,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
   auto tree = ForkedTree(std::move(answer->pid_fd), std::move(*cgroup),
                          std::move(channels->in.write), std::move(channels->out.read),
                          std::move(channels->err.read), std::move(channels->status_host), start);
-  return Supervise(*tree, run, start, 0);
+  return Supervise(*tree, run, start, 0, /*bootstrap_end=*/false);
 }
 
 Result<void> Sandbox::ForkAhead(Zygote& zygote, std::chrono::milliseconds timeout) {

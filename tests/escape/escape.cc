@@ -140,6 +140,48 @@ int LiveSandboxDescendants() {
   return n;
 }
 
+std::vector<std::string> RunnableSandboxDescendants() {
+  const auto procs = ListProcesses();
+  std::map<pid_t, pid_t> parent;
+  for (const auto& p : procs) parent[p.pid] = p.ppid;
+  const pid_t self = ::getpid();
+  std::vector<std::string> out;
+  for (const auto& p : procs) {
+    if (p.uid != kSandboxHostUid) continue;
+    bool ours = false;
+    for (pid_t cur = p.ppid; cur > 1; cur = parent.contains(cur) ? parent[cur] : 0) {
+      if (cur == self) {
+        ours = true;
+        break;
+      }
+    }
+    if (!ours) continue;
+    const std::string dir = "/proc/" + std::to_string(p.pid);
+    // stat: state is field 3, flags field 9 (PF_EXITING 0x4); fields after the name from 3.
+    const std::string stat = Slurp(dir + "/stat");
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) continue;  // gone meanwhile
+    std::istringstream fields(stat.substr(close + 2));
+    std::string state, field;
+    unsigned long flags = 0;
+    fields >> state;
+    for (int i = 4; i <= 9 && fields >> field; ++i) {
+      if (i == 9) flags = std::stoul(field);
+    }
+    if (state == "Z" || state == "X" || (flags & 0x4) != 0) continue;
+    // SIGKILL (9) pending for the thread or the whole process: it never returns to user mode.
+    bool killed = false;
+    std::istringstream lines(Slurp(dir + "/status"));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.starts_with("SigPnd:") || line.starts_with("ShdPnd:")) {
+        killed = killed || (std::stoull(line.substr(7), nullptr, 16) & (1ull << (SIGKILL - 1)));
+      }
+    }
+    if (!killed) out.push_back(std::to_string(p.pid) + " " + p.name);
+  }
+  return out;
+}
+
 std::vector<std::string> PolyrunCgroupDirs() {
   auto mgr = sandbox::DetectCgroups();
   if (!mgr) return {};
@@ -260,6 +302,9 @@ void EscapeTest::TearDown() {
 }
 
 void EscapeTest::ExpectHostClean() {
+  // Runs are answered before the kernel has torn them down; Settle waits for that.
+  auto settled = engine_->sandbox().Settle();
+  EXPECT_TRUE(settled) << settled.error().message();
   auto leaked = LeakedSandboxProcesses(before_);
   std::string list;
   for (const auto& l : leaked) list += "\n  " + l;

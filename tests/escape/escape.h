@@ -45,6 +45,9 @@ std::vector<std::string> LeakedSandboxProcesses(
 
 // Our descendants with the sandbox's host uid right now.
 int LiveSandboxDescendants();
+// Those of them that can still run: not a zombie, not exiting, no SIGKILL pending. Each as
+// "pid name".
+std::vector<std::string> RunnableSandboxDescendants();
 
 // The directories polyrun creates run cgroups in (one per v1 hierarchy, one on v2).
 std::vector<std::string> PolyrunCgroupDirs();

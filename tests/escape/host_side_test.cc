@@ -175,6 +175,29 @@ TEST_F(HostSideTest, LeftoverChecksSeeALiveRun) {
   EXPECT_EQ(live_cgroups, PolyrunCgroupDirs().size());
   EXPECT_EQ(r.status, Status::kCancelled) << Describe(r);
   EXPECT_LT(r.usage.wall_ms, 2000u) << Describe(r);
+  EXPECT_EQ(RunnableSandboxDescendants(), std::vector<std::string>{});
+  auto settled = engine().sandbox().Settle();
+  EXPECT_TRUE(settled) << settled.error().message();
+  EXPECT_EQ(LiveSandboxDescendants(), 0);
+  EXPECT_TRUE(OurRunCgroups().empty());
+}
+
+// DESIGN §6.5 (docs/performance.md, "The end of a run"): when Run returns, every process of the
+// run has been sent SIGKILL (or is exiting) and runs none of its code again, though the kernel
+// may still be tearing it down; once the teardown is done (Settle), nothing of it is left,
+// cgroups included. (Here the init's own exit usually beats the check; the warm suite's
+// AProgramThatForgesItsEndOnlyEndsItself is the case only the host's kill stops.)
+TEST_F(HostSideTest, NothingOfARunRunsOnceItReturns) {
+  auto r = Run("bash",
+               "( trap '' HUP TERM INT; while :; do :; done ) &\n"
+               "( trap '' HUP TERM INT; exec sleep 1000 ) &\n"
+               "echo started\n");
+  const std::vector<std::string> runnable = RunnableSandboxDescendants();
+  EXPECT_EQ(r.status, Status::kOk) << Describe(r);
+  EXPECT_EQ(r.stdout_text, "started\n");
+  EXPECT_EQ(runnable, std::vector<std::string>{}) << "processes of the run could still run";
+  auto settled = engine().sandbox().Settle();
+  EXPECT_TRUE(settled) << settled.error().message();
   EXPECT_EQ(LiveSandboxDescendants(), 0);
   EXPECT_TRUE(OurRunCgroups().empty());
 }

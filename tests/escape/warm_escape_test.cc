@@ -33,7 +33,7 @@ using languages::Limit;
 class WarmEscapeTest : public ::testing::Test {
  public:
   static void SetUpTestSuite() {
-    // Warm pools alone (a zygote would serve python first), and beside them an engine with
+    // Warm pools alone (a zygote would serve what the pool cannot), and beside them an engine with
     // zygotes for the same runs forked (zygote_escape_test.cc has its own hostile cases).
     warm_ = escape::StartPooledEngine(2, false);
     zygote_ = escape::StartPooledEngine(0, true);
@@ -143,6 +143,56 @@ TEST_F(WarmEscapeTest, ClocksStartAtTheClaim) {
   EXPECT_LE(f.stdout_text.size(), 100000u);
 }
 
+// The bootstrap tells the host when the run is over ("E" and the exit status on a descriptor
+// of its own, close-on-exec). The program can find that descriptor and say the same: it then
+// only ends its own run early, with a status it could have exited with, and nothing of it runs
+// on. Anything else on it is ignored.
+TEST_F(WarmEscapeTest, AProgramThatForgesItsEndOnlyEndsItself) {
+  const std::string find_end =
+      "import ctypes, fcntl, os, stat\n"
+      "libc = ctypes.CDLL(None)\n"
+      "ends = []\n"
+      "for fd in range(3, 256):\n"
+      "    try:\n"
+      "        if stat.S_ISFIFO(os.fstat(fd).st_mode): ends.append(fd)\n"
+      "    except OSError:\n"
+      "        pass\n"
+      "print(len(ends), all(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC for fd in ends),\n"
+      "      flush=True)\n";
+  ExecutionRequest forge = Python(find_end +
+                                  "if os.fork() == 0:\n"
+                                  "    libc.prctl(15, b'forged-end', 0, 0, 0)\n"
+                                  "    while True: pass\n"
+                                  "for fd in ends: os.write(fd, b'E\\x07')\n"
+                                  "libc.prctl(15, b'forged-end', 0, 0, 0)\n"
+                                  "while True: pass\n");
+  forge.limits[Limit::kWallTime] = 5000;
+  ExecutionResult r = Warm(forge);
+  auto forged = [] {
+    std::vector<std::string> found;
+    for (const auto& p : escape::RunnableSandboxDescendants()) {
+      if (p.ends_with(" forged-end")) found.push_back(p);
+    }
+    return found;
+  };
+  EXPECT_EQ(forged(), std::vector<std::string>{}) << "the forger's processes still run";
+  EXPECT_EQ(r.status, Status::kRuntimeError) << ToJson(r).dump();
+  EXPECT_EQ(r.exit_code, 7) << ToJson(r).dump();
+  EXPECT_EQ(r.stdout_text, "1 True\n") << ToJson(r).dump();
+  EXPECT_LT(r.usage.wall_ms, 4000u) << ToJson(r).dump();
+  auto settled = engine_->sandbox().Settle();
+  EXPECT_TRUE(settled) << settled.error().message();
+
+  ExecutionRequest garbage = Python(find_end +
+                                    "for fd in ends: os.write(fd, b'Xjunk')\n"
+                                    "print('after')\n"
+                                    "raise SystemExit(3)\n");
+  ExecutionResult g = Warm(garbage);
+  EXPECT_EQ(g.status, Status::kRuntimeError) << ToJson(g).dump();
+  EXPECT_EQ(g.exit_code, 3) << ToJson(g).dump();
+  EXPECT_EQ(g.stdout_text, "1 True\nafter\n") << ToJson(g).dump();
+}
+
 TEST_F(WarmEscapeTest, TheRunsOwnCpuRlimitIsTheSecondFence) {
   // The tree was built before the run's CPU limit was known; the per-process RLIMIT_CPU behind
   // the cgroup's accounting must still be the run's (plus the CPU the interpreter used to start,
@@ -191,10 +241,11 @@ sandbox::SandboxSpec ShellBootstrap(const std::string& script) {
 }
 
 // Polls the pool's figures until `done` holds (bounded).
-bool PoolReaches(WarmPool& pool, const std::function<bool(const WarmPool::Stats&)>& done) {
+bool PoolReaches(WarmPool& pool, const std::function<bool(const WarmPool::Stats&)>& done,
+                 const std::string& lane = "sh") {
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
-    if (done(pool.stats()["sh"])) return true;
+    if (done(pool.stats()[lane])) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling a condition
   }
   return false;
@@ -222,6 +273,25 @@ TEST_F(WarmEscapeTest, PoolGrowsUnderDemandUpToItsMax) {
   }
   EXPECT_EQ(pool.stats()["sh"].target, 3u) << "each take that emptied the pool asked for one more";
   EXPECT_EQ(pool.stats()["sh"].taken, 6u);
+}
+
+// A language with a zygote refills its pool only after a quiet period (the zygote serves runs
+// back to back). The filler fills the emptiest lane first, the first by name on a tie: once "b"
+// has been refilled, "a" would have been too, had its quiet period not held it back.
+TEST_F(WarmEscapeTest, APoolThatRefillsWhenQuietWaitsUntilItsDemandPauses) {
+  WarmPool::Options options;
+  options.max_per_language = 1;
+  options.refill_when_quiet = {{"a", std::chrono::hours(1)}};
+  const auto bootstrap = ShellBootstrap("printf R >&3; exec 3>&-; read line");
+  WarmPool pool(engine_->sandbox(), {{"a", bootstrap}, {"b", bootstrap}}, options);
+  const auto ready = [](const WarmPool::Stats& s) { return s.ready == 1; };
+  // Filled at once at the start: nothing has asked yet.
+  ASSERT_TRUE(PoolReaches(pool, ready, "a"));
+  ASSERT_TRUE(PoolReaches(pool, ready, "b"));
+  ASSERT_TRUE(pool.Take("a"));
+  ASSERT_TRUE(pool.Take("b"));
+  ASSERT_TRUE(PoolReaches(pool, ready, "b"));
+  EXPECT_EQ(pool.stats()["a"].ready, 0u) << "refilled while its demand had not paused";
 }
 
 TEST_F(WarmEscapeTest, PoolShrinksWhenIdle) {

@@ -47,7 +47,9 @@ class ZygoteEscapeTest : public ::testing::Test {
     cgroups_before_ = escape::OurRunCgroups().size();  // the server's own
   }
   void TearDown() override {
-    // Every run's cgroup is gone; the server's is all that is left.
+    // Every run's cgroup is gone once its teardown is done; the server's is all that is left.
+    auto settled = engine_->sandbox().Settle();
+    EXPECT_TRUE(settled) << settled.error().message();
     EXPECT_EQ(escape::OurRunCgroups().size(), cgroups_before_);
   }
 
