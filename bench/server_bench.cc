@@ -341,7 +341,8 @@ int Bench(const Args& args, const std::string& work) {
       },
       &sessions,
       [&engine] { return engine.WarmPoolStats(); },
-      [&engine] { return engine.ZygoteStats(); }};
+      [&engine] { return engine.ZygoteStats(); },
+      [&engine] { return engine.sandbox().TeardownFailures(); }};
   polyrun::server::Server server(options, deps);
   if (auto started = server.Start(); !started) Die(started.error().message());
   const uint16_t port = server.port();

@@ -61,7 +61,10 @@ void Graveyard::Work() {
     Result<void> removed = grave.cgroup ? grave.cgroup->Remove() : Result<void>{};
     grave = {};
     lock.lock();
-    if (!removed && !failure_) failure_ = removed.error();
+    if (!removed) {
+      failures_.fetch_add(1);
+      if (!failure_) failure_ = removed.error();
+    }
     --busy_;
     changed_.notify_all();
   }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -35,6 +36,9 @@ class Graveyard {
   // Blocks until every run buried so far is gone: its init ended and reaped, its cgroup removed.
   // Returns the first cgroup removal that failed since the previous call.
   Result<void> Settle();
+  // Cgroups that could not be removed, since the start (a leak the operator must hear of: the
+  // server's metrics show it).
+  uint64_t failures() const { return failures_.load(); }
 
   static constexpr size_t kMaxPending = 16;
 
@@ -52,6 +56,7 @@ class Graveyard {
   size_t busy_ = 0;  // graves taken by the worker, not finished
   bool stopping_ = false;
   std::optional<Error> failure_;
+  std::atomic<uint64_t> failures_{0};
   std::thread worker_;
 };
 

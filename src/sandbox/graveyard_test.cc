@@ -93,6 +93,7 @@ TEST(Graveyard, SettleReportsAFailedRemovalOnce) {
   EXPECT_NE(first.error().message().find("recorded failure"), std::string::npos);
   EXPECT_EQ(removed.load(), 2);
   EXPECT_TRUE(graveyard.Settle());
+  EXPECT_EQ(graveyard.failures(), 1u) << "counted for the metrics, for good";
 }
 
 TEST(Graveyard, DestroyingItFinishesEveryBurial) {

@@ -73,6 +73,8 @@ class Sandbox {
   // cgroup removed. An error names the first cgroup that could not be removed since the last
   // call.
   Result<void> Settle() { return graveyard_->Settle(); }
+  // Run cgroups that could not be removed after their run, since the start.
+  uint64_t TeardownFailures() const { return graveyard_->failures(); }
 
   // Run in two steps, for warm pools. Prepare builds the tree from `spec`'s argv, env, binds,
   // files, collect, extra_syscalls, frames_channel and limits (memory, processes, rlimits, tmpfs

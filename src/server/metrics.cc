@@ -30,6 +30,11 @@ Metrics::Metrics()
                             .Name("polyrun_sandbox_failures_total")
                             .Help("Executions that ended in internal_error (our fault)")
                             .Register(*registry_)),
+      teardown_failures_(prometheus::BuildCounter()
+                             .Name("polyrun_sandbox_teardown_failures_total")
+                             .Help("Run cgroups the sandbox could not remove after their run")
+                             .Register(*registry_)
+                             .Add({})),
       http_requests_(prometheus::BuildCounter()
                          .Name("polyrun_http_requests_total")
                          .Help("HTTP requests by route and status code")
@@ -123,8 +128,12 @@ void Metrics::Refused(const std::string& why) {
 
 std::string Metrics::Render(size_t queued, size_t running,
                             const std::map<std::string, engine::WarmPool::Stats>& warm,
-                            const std::map<std::string, engine::Zygotes::Stats>& zygotes) {
+                            const std::map<std::string, engine::Zygotes::Stats>& zygotes,
+                            uint64_t teardown_failures) {
   queued_.Set(static_cast<double>(queued));
+  // The sandbox's count only grows: the counter follows it.
+  teardown_failures_.Increment(
+      std::max(0.0, static_cast<double>(teardown_failures) - teardown_failures_.Value()));
   running_.Set(static_cast<double>(running));
   for (const auto& [language, s] : warm) {
     warm_ready_.Add({{"language", language}}).Set(static_cast<double>(s.ready));

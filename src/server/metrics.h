@@ -29,16 +29,19 @@ class Metrics {
   // "key_concurrency".
   void Refused(const std::string& why);
 
-  // The text exposition, with the queue, warm-pool and zygote gauges set from the values given.
+  // The text exposition, with the queue, warm-pool and zygote gauges, and the sandbox's count of
+  // cgroups it could not remove, set from the values given.
   std::string Render(size_t queued, size_t running,
                      const std::map<std::string, engine::WarmPool::Stats>& warm = {},
-                     const std::map<std::string, engine::Zygotes::Stats>& zygotes = {});
+                     const std::map<std::string, engine::Zygotes::Stats>& zygotes = {},
+                     uint64_t teardown_failures = 0);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& executions_;
   prometheus::Family<prometheus::Histogram>& execution_seconds_;
   prometheus::Family<prometheus::Counter>& sandbox_failures_;
+  prometheus::Counter& teardown_failures_;
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_seconds_;
   prometheus::Family<prometheus::Counter>& refused_;

@@ -25,8 +25,9 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   zygote.runs_ahead = 31;
   zygote.ahead = 2;
   zygote.memory_bytes = 15728640;
-  const std::string text = metrics.Render(1, 0, {{"javascript", warm}}, {{"python", zygote}});
+  const std::string text = metrics.Render(1, 0, {{"javascript", warm}}, {{"python", zygote}}, 2);
   EXPECT_TRUE(Has(text, "polyrun_queue_depth 1")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_sandbox_teardown_failures_total 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_ready{language=\"javascript\"} 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_target{language=\"javascript\"} 3")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_missed{language=\"javascript\"} 5")) << text;
@@ -46,7 +47,8 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   zygote.runs = 0;
   zygote.runs_ahead = 0;
   zygote.ahead = 0;
-  const std::string later = metrics.Render(0, 0, {}, {{"python", zygote}});
+  const std::string later = metrics.Render(0, 0, {}, {{"python", zygote}}, 3);
+  EXPECT_TRUE(Has(later, "polyrun_sandbox_teardown_failures_total 3")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_ready{language=\"python\"} 0")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_starts_total{language=\"python\"} 3")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_runs{language=\"python\"} 0")) << later;

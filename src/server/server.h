@@ -47,6 +47,8 @@ struct ServerDeps {
   std::function<std::map<std::string, engine::WarmPool::Stats>()> warm_pools;
   // The engine's zygotes' figures (GET /metrics); null: none.
   std::function<std::map<std::string, engine::Zygotes::Stats>()> zygotes;
+  // Run cgroups the sandbox could not remove after their run (GET /metrics); null: none.
+  std::function<uint64_t()> teardown_failures;
 };
 
 struct ServerOptions {
