@@ -1,14 +1,14 @@
 """polyrun's warm bootstrap for Python (docs/performance.md, "Warm pools").
 
 Started ahead of need in a fresh sandbox with [run]'s environment. Once the interpreter is up it
-writes b"R" on fd 3 (keeping it, moved, for the end below), then reads one run from stdin: a line with the byte length
-of a JSON header, the header {"entry", "args", "files": [{"name", "size", "executable"}]}, the
-files' bytes in that order, and then the program's own stdin. It writes the files into /work
-and runs the entry as `python3 -s ENTRY ARGS` would: __main__ is a fresh module, sys.argv and
-sys.path[0] are the entry's, and a traceback shows none of this file's frames. When the program
-has ended, and the run's objects are finalized as the interpreter's exit would (_finish), it writes
-b"E" and the exit status on that descriptor: the host answers then, not after this process's
-exit and teardown (~2 ms).
+writes b"R" on fd 3 (keeping it, moved, for the end below), then reads one run from stdin: a line
+with the byte length of a JSON header, the header {"entry", "args", "files": [{"name", "size",
+"executable"}]}, the files' bytes in that order, and then the program's own stdin. It writes the
+files into /work and runs the entry as `python3 -s ENTRY ARGS` would: __main__ is a fresh module,
+sys.argv and sys.path[0] are the entry's, and a traceback shows none of this file's frames. When
+the program has ended, and the run's objects are finalized as the interpreter's exit would
+(_finish), it writes b"E" and the exit status on that descriptor: the host answers then, not after
+this process's exit and teardown (~2 ms).
 
 Everything here is read unbuffered (os.read) so that sys.stdin starts exactly at the program's
 stdin.
@@ -108,16 +108,16 @@ def _finish(code, baseline, end):
     """Ends the run as the interpreter's exit (Py_FinalizeEx) would, for what the run created.
 
     The interpreter's exit would also tear down every module and object loaded before the run
-    (`baseline`): in a zygote's run each of their pages, shared with the server until written,
-    is copied only to be freed (8 ms, most of a run); a warm bootstrap's interpreter spends
-    1-1.5 ms on them. So this follows its steps for the run's own: SystemExit's code and message, joining
-    non-daemon threads, atexit handlers, flushing the standard streams, then the run's modules
-    (and __main__) taken out of sys.modules, a collection, their namespaces cleared as the
-    interpreter clears them (underscored names first, in reverse order of import: objects die by
-    reference count, so an unclosed file flushes before its descriptor closes) and a last
-    collection; exit status 120 when a final flush fails. Then, with `end`, it tells the host
-    the run is over ("E" and the status on that descriptor): everything the run wrote is in
-    its pipes, and the host answers without waiting for this process's exit and teardown."""
+    (`baseline`): in a zygote's run each of their pages, shared with the server until written, is
+    copied only to be freed (8 ms, most of a run); a warm bootstrap's interpreter spends 1-1.5 ms
+    on them. So this follows its steps for the run's own: SystemExit's code and message, joining
+    non-daemon threads, atexit handlers, flushing the standard streams, then the run's modules (and
+    __main__) taken out of sys.modules, a collection, their namespaces cleared as the interpreter
+    clears them (underscored names first, in reverse order of import: objects die by reference
+    count, so an unclosed file flushes before its descriptor closes) and a last collection; exit
+    status 120 when a final flush fails. Then, with `end`, it tells the host the run is over ("E"
+    and the status on that descriptor): everything the run wrote is in its pipes, and the host
+    answers without waiting for this process's exit and teardown."""
     if code is None:
         status = 0
     elif isinstance(code, int):

@@ -30,9 +30,8 @@ class WarmPool {
     std::chrono::milliseconds max_age{600000};  // older entries are replaced
     // Languages whose runs have another fast path (a zygote), with a quiet period: their pool
     // is refilled only once no run has asked it for a sandbox for that long (at the start, at
-    // once). Under sustained
-    // demand the other path serves, and the refill's interpreter starts do not take the CPU
-    // from it; a run that comes after a pause finds a sandbox ready.
+    // once). Under sustained demand the other path serves, and the refill's interpreter starts
+    // do not take the CPU from it; a run that comes after a pause finds a sandbox ready.
     std::map<std::string, std::chrono::milliseconds> refill_when_quiet;
   };
   struct Stats {

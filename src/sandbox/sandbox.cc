@@ -24,6 +24,7 @@
 
 #include "sandbox/child_plan.h"
 #include "sandbox/default_seccomp.h"
+#include "sandbox/graveyard.h"
 #include "sandbox/netns_pool.h"
 #include "sandbox/seccomp_policy.h"
 #include "sandbox/started_tree.h"
@@ -248,8 +249,17 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
   return sandbox;
 }
 
-Sandbox::Sandbox(SandboxConfig config) : config_(std::move(config)) {}
+Sandbox::Sandbox(SandboxConfig config)
+    : config_(std::move(config)), graveyard_(std::make_unique<Graveyard>()) {}
 Sandbox::~Sandbox() = default;
+
+Result<void> Sandbox::Settle() {
+  return graveyard_->Settle();
+}
+
+uint64_t Sandbox::TeardownFailures() const {
+  return graveyard_->failures();
+}
 
 PreparedSandbox::PreparedSandbox(std::unique_ptr<StartedTree> tree) : tree_(std::move(tree)) {}
 PreparedSandbox::PreparedSandbox(PreparedSandbox&&) noexcept = default;
@@ -587,10 +597,13 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
   Cgroup& cg = *tree.cgroup;
   SandboxOutcome outcome;
   std::optional<Termination> killed_for;
-  auto kill_tree = [&](Termination why) {
-    if (!killed_for) killed_for = why;
+  auto sigkill_tree = [&] {
     ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
     cg.KillAll();
+  };
+  auto kill_tree = [&](Termination why) {
+    if (!killed_for) killed_for = why;
+    sigkill_tree();
   };
 
   std::string status_buf;
@@ -637,6 +650,38 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
   // output: the run is over before its interpreter's exit and teardown (docs/performance.md).
   std::string end_bytes;
   bool status_closed = false;
+  // Frames first, then stdout/stderr to EAGAIN, then the frames' delivery: output written
+  // before a frame is in its pipe by the time the frame is read, so it is delivered first.
+  auto drain_streams = [&] {
+    if (out_r.valid() &&
+        !Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); })) {
+      out_r.reset();
+    }
+    if (err_r.valid() &&
+        !Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); })) {
+      err_r.reset();
+    }
+  };
+  auto deliver_frames = [&] {
+    if (frame_bytes.empty()) return;
+    if (spec.on_frames) spec.on_frames(frame_bytes);
+    frame_bytes.clear();
+  };
+  auto drain_frames = [&] {
+    // A writer faster than us would grow frame_bytes without end: hand over each MiB.
+    bool open = fr_r.valid() && Drain(fr_r.get(), [&](std::string_view c) {
+                  if (bootstrap_end) {
+                    if (end_bytes.size() < 3) end_bytes.append(c.substr(0, 3 - end_bytes.size()));
+                    return;
+                  }
+                  frame_bytes.append(c);
+                  if (frame_bytes.size() >= (1u << 20)) {
+                    drain_streams();
+                    deliver_frames();
+                  }
+                });
+    if (!open) fr_r.reset();
+  };
   bool signals_open = spec.signal_fd >= 0;
   bool init_done = false;
   const auto deadline = start + lim.wall_time;
@@ -678,33 +723,8 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
     }
     if (ready > 0) {
       if (idx_pid >= 0 && (all[idx_pid].revents & (POLLIN | POLLHUP | POLLERR))) init_done = true;
-      // Frames first, then stdout/stderr to EAGAIN, then the frames' delivery: output written
-      // before a frame is in its pipe by the time the frame is read, so it is delivered first.
-      auto drain_streams = [&] {
-        if (out_r.valid() &&
-            !Drain(out_r.get(), [&](std::string_view c) { capture(Stream::kStdout, c); })) {
-          out_r.reset();
-        }
-        if (err_r.valid() &&
-            !Drain(err_r.get(), [&](std::string_view c) { capture(Stream::kStderr, c); })) {
-          err_r.reset();
-        }
-      };
       if (idx_fr >= 0 && all[idx_fr].revents) {
-        // A writer faster than us would grow frame_bytes without end: hand over each MiB.
-        bool open = Drain(fr_r.get(), [&](std::string_view c) {
-          if (bootstrap_end) {
-            if (end_bytes.size() < 3) end_bytes.append(c.substr(0, 3 - end_bytes.size()));
-            return;
-          }
-          frame_bytes.append(c);
-          if (frame_bytes.size() >= (1u << 20)) {
-            drain_streams();
-            if (spec.on_frames) spec.on_frames(frame_bytes);
-            frame_bytes.clear();
-          }
-        });
-        if (!open) fr_r.reset();
+        drain_frames();
         drain_streams();
       }
       if (idx_out >= 0 && out_r.valid() && all[idx_out].revents) {
@@ -747,10 +767,7 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
           stdin_w.reset();  // EPIPE: the program closed its stdin
         }
       }
-      if (!frame_bytes.empty()) {
-        if (spec.on_frames) spec.on_frames(frame_bytes);
-        frame_bytes.clear();
-      }
+      deliver_frames();
       if (idx_sig >= 0 && all[idx_sig].revents) {
         unsigned char sigs[16];
         ssize_t r = ::read(spec.signal_fd, sigs, sizeof sigs);
@@ -788,23 +805,16 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
     const bool reported = status_closed && status_buf.size() >= sizeof(InitReport);
     const bool said_end = end_bytes.size() == 2 && end_bytes[0] == 'E';
     if (!init_done && (reported || said_end || killed_for)) {
-      ::syscall(SYS_pidfd_send_signal, pid_fd.get(), SIGKILL, nullptr, 0);
-      cg.KillAll();
-      // What is left in the pipes, frames before the output written ahead of them.
-      if (fr_r.valid() && !bootstrap_end) {
-        Drain(fr_r.get(), [&](std::string_view c) { frame_bytes.append(c); });
-      }
-      for (UniqueFd* fd : {&out_r, &err_r}) {
-        const Stream stream = fd == &out_r ? Stream::kStdout : Stream::kStderr;
-        if (fd->valid()) Drain(fd->get(), [&](std::string_view c) { capture(stream, c); });
-      }
-      if (!frame_bytes.empty() && spec.on_frames) spec.on_frames(frame_bytes);
       if (!reported && said_end) {
         InitReport end;
         end.kind = InitReport::kExited;
         end.wait_status = static_cast<unsigned char>(end_bytes[1]) << 8;
         status_buf.assign(reinterpret_cast<const char*>(&end), sizeof end);
       }
+      if (!killed_for) sigkill_tree();  // a kill already did
+      drain_frames();                   // what is left in the pipes
+      drain_streams();
+      deliver_frames();
       break;
     }
   }

@@ -6,7 +6,6 @@
 #include <memory>
 
 #include "sandbox/cgroup.h"
-#include "sandbox/graveyard.h"
 #include "sandbox/spec.h"
 #include "util/error.h"
 
@@ -29,6 +28,7 @@ struct SandboxConfig {
 
 struct StartedTree;
 class NetnsPool;
+class Graveyard;
 class Zygote;
 
 // A tree built and started ahead of its run (a warm pool's entry): namespaces, root, cgroup,
@@ -72,9 +72,9 @@ class Sandbox {
   // Blocks until every run that has returned is gone: its processes ended and reaped, its
   // cgroup removed. An error names the first cgroup that could not be removed since the last
   // call.
-  Result<void> Settle() { return graveyard_->Settle(); }
+  Result<void> Settle();
   // Run cgroups that could not be removed after their run, since the start.
-  uint64_t TeardownFailures() const { return graveyard_->failures(); }
+  uint64_t TeardownFailures() const;
 
   // Run in two steps, for warm pools. Prepare builds the tree from `spec`'s argv, env, binds,
   // files, collect, extra_syscalls, frames_channel and limits (memory, processes, rlimits, tmpfs
@@ -125,7 +125,7 @@ class Sandbox {
   SandboxConfig config_;
   std::unique_ptr<NetnsPool> netns_;  // null: each run's namespace is made with it
   // Last, so it is destroyed first: it finishes every run's teardown before the rest goes.
-  std::unique_ptr<Graveyard> graveyard_ = std::make_unique<Graveyard>();
+  std::unique_ptr<Graveyard> graveyard_;
 };
 
 // Validates a /work-relative file name from a request: non-empty, relative, no "." or ".."

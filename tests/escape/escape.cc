@@ -37,6 +37,10 @@ bool ParseProc(pid_t pid, ProcEntry& out) {
   std::istringstream lines(status);
   bool have_uid = false, have_ppid = false;
   for (std::string line; std::getline(lines, line);) {
+    // SIGKILL pending for the thread or the whole process: it never returns to user mode.
+    if (line.starts_with("SigPnd:") || line.starts_with("ShdPnd:")) {
+      out.dying = out.dying || (std::stoull(line.substr(7), nullptr, 16) & (1ull << (SIGKILL - 1)));
+    }
     if (line.starts_with("Name:")) {
       out.name = line.substr(5);
       out.name.erase(0, out.name.find_first_not_of(" \t"));
@@ -48,12 +52,15 @@ bool ParseProc(pid_t pid, ProcEntry& out) {
       have_ppid = true;
     }
   }
-  // starttime is field 22; fields after the command name (which may hold spaces) start at 3.
+  // The state is field 3, the flags 9 (PF_EXITING 0x4), starttime 22; fields after the command
+  // name (which may hold spaces) start at 3.
   auto close = stat.rfind(')');
   if (close == std::string::npos) return false;
   std::istringstream fields(stat.substr(close + 2));
   std::string field;
   for (int i = 3; i <= 22 && fields >> field; ++i) {
+    if (i == 3) out.dying = out.dying || field == "Z" || field == "X";
+    if (i == 9) out.dying = out.dying || (std::stoul(field) & 0x4) != 0;
     if (i == 22) out.start = std::stoull(field);
   }
   return have_uid && have_ppid && out.start != 0;
@@ -122,62 +129,37 @@ std::vector<std::string> LeakedSandboxProcesses(
   return leaked;
 }
 
-int LiveSandboxDescendants() {
+namespace {
+
+// Our descendants with the sandbox's host uid right now.
+std::vector<ProcEntry> SandboxDescendants() {
   const auto procs = ListProcesses();
   std::map<pid_t, pid_t> parent;
   for (const auto& p : procs) parent[p.pid] = p.ppid;
   const pid_t self = ::getpid();
-  int n = 0;
+  std::vector<ProcEntry> out;
   for (const auto& p : procs) {
     if (p.uid != kSandboxHostUid) continue;
     for (pid_t cur = p.ppid; cur > 1; cur = parent.contains(cur) ? parent[cur] : 0) {
       if (cur == self) {
-        ++n;
+        out.push_back(p);
         break;
       }
     }
   }
-  return n;
+  return out;
+}
+
+}  // namespace
+
+int LiveSandboxDescendants() {
+  return static_cast<int>(SandboxDescendants().size());
 }
 
 std::vector<std::string> RunnableSandboxDescendants() {
-  const auto procs = ListProcesses();
-  std::map<pid_t, pid_t> parent;
-  for (const auto& p : procs) parent[p.pid] = p.ppid;
-  const pid_t self = ::getpid();
   std::vector<std::string> out;
-  for (const auto& p : procs) {
-    if (p.uid != kSandboxHostUid) continue;
-    bool ours = false;
-    for (pid_t cur = p.ppid; cur > 1; cur = parent.contains(cur) ? parent[cur] : 0) {
-      if (cur == self) {
-        ours = true;
-        break;
-      }
-    }
-    if (!ours) continue;
-    const std::string dir = "/proc/" + std::to_string(p.pid);
-    // stat: state is field 3, flags field 9 (PF_EXITING 0x4); fields after the name from 3.
-    const std::string stat = Slurp(dir + "/stat");
-    const auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;  // gone meanwhile
-    std::istringstream fields(stat.substr(close + 2));
-    std::string state, field;
-    unsigned long flags = 0;
-    fields >> state;
-    for (int i = 4; i <= 9 && fields >> field; ++i) {
-      if (i == 9) flags = std::stoul(field);
-    }
-    if (state == "Z" || state == "X" || (flags & 0x4) != 0) continue;
-    // SIGKILL (9) pending for the thread or the whole process: it never returns to user mode.
-    bool killed = false;
-    std::istringstream lines(Slurp(dir + "/status"));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.starts_with("SigPnd:") || line.starts_with("ShdPnd:")) {
-        killed = killed || (std::stoull(line.substr(7), nullptr, 16) & (1ull << (SIGKILL - 1)));
-      }
-    }
-    if (!killed) out.push_back(std::to_string(p.pid) + " " + p.name);
+  for (const auto& p : SandboxDescendants()) {
+    if (!p.dying) out.push_back(std::to_string(p.pid) + " " + p.name);
   }
   return out;
 }

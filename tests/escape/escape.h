@@ -32,6 +32,8 @@ struct ProcEntry {
   uid_t uid = 0;
   unsigned long long start = 0;  // starttime from /proc/PID/stat: tells pid reuse apart
   std::string name;
+  // It cannot run again: a zombie, exiting (PF_EXITING), or with SIGKILL pending.
+  bool dying = false;
 };
 
 // Every process on the host, from /proc.
