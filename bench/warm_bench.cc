@@ -15,7 +15,9 @@
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
 //   warm_bench [--runs N] [--languages python,javascript,typescript,ruby,r,java] [--out FILE]
-//              [--throughput-seconds S]
+//              [--throughput-seconds S] [--throughput-paths bare,cold,warm,zygote,served]
+//              [--concurrency 1,2,4,8]
+// An empty --languages list skips the latency table (for profiling one throughput path).
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -143,7 +145,8 @@ void AwaitZygote(Engine& engine, const std::string& language) {
 // empty, so "warm" reports which share of its runs found a sandbox ready; "served" (warm pools
 // and the zygote, as `polyrun serve` keeps them) which share started warm and which forked.
 json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
-                Engine& served_engine, double seconds) {
+                Engine& served_engine, double seconds, const std::vector<std::string>& paths,
+                const std::vector<int>& concurrencies) {
   const Hello& hello = kHellos.at("python");
   ExecutionRequest req;
   req.language = "python";
@@ -152,8 +155,9 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
   std::printf("\n%-6s %11s %10s %10s %10s   %s\n", "path", "concurrency", "runs/s", "median ms",
               "p99 ms", "ratio to bare (runs/s)");
   std::map<int, double> bare_rate;
-  for (const char* path : {"bare", "cold", "warm", "zygote", "served"}) {
-    for (int concurrency : {1, 2, 4, 8}) {
+  for (const std::string& path_name : paths) {
+    const char* path = path_name.c_str();
+    for (int concurrency : concurrencies) {
       std::vector<std::vector<double>> lat(static_cast<size_t>(concurrency));
       std::atomic<size_t> warm_starts{0}, zygote_starts{0};
       const auto t0 = Clock::now();
@@ -189,9 +193,13 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
       if (std::string_view(path) == "bare") bare_rate[concurrency] = rate;
       json j = SummaryJson(all);
       j["runs_per_second"] = rate;
-      j["ratio_to_bare"] = rate / bare_rate[concurrency];
-      std::printf("%-6s %11d %10.0f %10.2f %10.2f   %.2f", path, concurrency, rate,
-                  Percentile(all, 50), Percentile(all, 99), rate / bare_rate[concurrency]);
+      // Without bare in the same run there is no baseline, and no ratio.
+      const auto bare = bare_rate.find(concurrency);
+      const double ratio = bare == bare_rate.end() ? 0 : rate / bare->second;
+      if (ratio > 0) j["ratio_to_bare"] = ratio;
+      std::printf("%-6s %11d %10.0f %10.2f %10.2f   %s", path, concurrency, rate,
+                  Percentile(all, 50), Percentile(all, 99),
+                  ratio > 0 ? std::to_string(ratio).substr(0, 4).c_str() : "-");
       // Runs a path could not serve (an empty pool, a zygote being replaced) ran cold.
       const auto share = [&](size_t n) {
         return static_cast<double>(n) / static_cast<double>(all.size());
@@ -218,7 +226,8 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
 }
 
 int Bench(size_t runs, const std::vector<std::string>& languages, const std::string& out,
-          double throughput_seconds) {
+          double throughput_seconds, const std::vector<std::string>& throughput_paths,
+          const std::vector<int>& concurrencies) {
   const std::string cache = std::filesystem::temp_directory_path() / "polyrun-warm-bench-cache";
   std::filesystem::create_directories(cache);
   auto cold_engine = MakeEngine(cache, 0, false);
@@ -334,8 +343,8 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     served->StartWarmPools();
     AwaitZygote(*served, "python");
     AwaitZygote(*zygote_engine, "python");
-    results["throughput_python"] =
-        Throughput(*cold_engine, *pooled, *zygote_engine, *served, throughput_seconds);
+    results["throughput_python"] = Throughput(*cold_engine, *pooled, *zygote_engine, *served,
+                                              throughput_seconds, throughput_paths, concurrencies);
   }
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());
   std::ofstream(out) << results.dump(1) << "\n";
@@ -350,23 +359,50 @@ int main(int argc, char** argv) {
   std::vector<std::string> languages = {"python", "javascript", "typescript", "ruby", "r", "java"};
   std::string out = std::string(POLYRUN_BENCH_RESULTS) + "/warm.json";
   double throughput_seconds = 3;
+  std::vector<std::string> paths = {"bare", "cold", "warm", "zygote", "served"};
+  std::vector<int> concurrencies = {1, 2, 4, 8};
+  const auto list = [](const char* arg) {
+    std::vector<std::string> items;
+    std::stringstream ss(arg);
+    for (std::string item; std::getline(ss, item, ',');) items.push_back(item);
+    return items;
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) {
       runs = std::max(10, std::atoi(argv[++i]));
     } else if (a == "--languages" && i + 1 < argc) {
-      languages.clear();
-      std::stringstream ss(argv[++i]);
-      for (std::string l; std::getline(ss, l, ',');) languages.push_back(l);
+      languages = list(argv[++i]);
     } else if (a == "--out" && i + 1 < argc) {
       out = argv[++i];
     } else if (a == "--throughput-seconds" && i + 1 < argc) {
       throughput_seconds = std::atof(argv[++i]);
+    } else if (a == "--throughput-paths" && i + 1 < argc) {
+      paths = list(argv[++i]);
+      for (const auto& p : paths) {
+        if (p != "bare" && p != "cold" && p != "warm" && p != "zygote" && p != "served") {
+          std::cerr << "warm_bench: --throughput-paths: unknown path '" << p
+                    << "' (bare, cold, warm, zygote, served)\n";
+          return 2;
+        }
+      }
+    } else if (a == "--concurrency" && i + 1 < argc) {
+      concurrencies.clear();
+      for (const auto& c : list(argv[++i])) {
+        const int n = std::atoi(c.c_str());
+        if (n < 1 || n > 64) {
+          std::cerr << "warm_bench: --concurrency: '" << c << "' is not 1 to 64\n";
+          return 2;
+        }
+        concurrencies.push_back(n);
+      }
     } else {
       std::cerr << "usage: warm_bench [--runs N] [--languages a,b] [--out FILE] "
-                   "[--throughput-seconds S (0: skip)]\n";
+                   "[--throughput-seconds S (0: skip)]\n"
+                   "                  [--throughput-paths bare,cold,warm,zygote,served] "
+                   "[--concurrency 1,2,4,8]\n";
       return 2;
     }
   }
-  return Bench(runs, languages, out, throughput_seconds);
+  return Bench(runs, languages, out, throughput_seconds, paths, concurrencies);
 }

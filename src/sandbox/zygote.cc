@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,6 +22,9 @@ namespace polyrun::sandbox {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Where a fork server finds polyrun-zygote-factory (zygote_factory.cc) in its sandbox.
+constexpr const char* kZygoteFactoryPath = "/polyrun/zygote-factory";
 
 // Polls `fd` for input until `deadline`, giving up early when `server_pidfd` (the zygote's
 // init) ends. Returns 1 when readable, 0 on timeout, -1 when the server ended.
@@ -204,6 +209,15 @@ bool Zygote::CanServe(const SandboxLimits& run) const {
          run.stack_bytes <= limits_.stack_bytes;
 }
 
+void Zygote::Drop(uint64_t id, int pid_fd) {
+  // Its init waits until it is killed; the server forgets the descriptors it keeps for it.
+  if (pid_fd >= 0) ::syscall(SYS_pidfd_send_signal, pid_fd, SIGKILL, nullptr, 0);
+  std::lock_guard lock(send_mu_);
+  // A server that cannot hear it is gone, with everything it kept: nothing left to undo.
+  [[maybe_unused]] auto sent =
+      SendWithFds(control_.get(), "{\"drop\":" + std::to_string(id) + "}", {});
+}
+
 bool Zygote::Alive() const {
   return tree_.Healthy();
 }
@@ -228,13 +242,16 @@ std::optional<Zygote::Ahead> Zygote::TakeAhead() {
     Ahead a = std::move(ahead_.front());
     ahead_.pop_front();
     // Its init alive and everything silent: a byte on fd 1 or 2 or on the status socket would
-    // become the run's. One that fails is dropped: its init exits once its socket closes.
+    // become the run's. One that fails is dropped.
     pollfd p[4] = {{a.pid_fd.get(), POLLIN, 0},
                    {a.out_r.get(), POLLIN, 0},
                    {a.err_r.get(), POLLIN, 0},
                    {a.status.get(), POLLIN, 0}};
     if (on_ahead_taken_) on_ahead_taken_();
-    if (::poll(p, 4, 0) != 0) continue;
+    if (::poll(p, 4, 0) != 0) {
+      Drop(a.id, a.pid_fd.get());
+      continue;
+    }
     return a;
   }
   return std::nullopt;
@@ -244,7 +261,9 @@ Result<std::unique_ptr<Zygote>> Sandbox::StartZygote(const SandboxSpec& spec,
                                                      std::chrono::milliseconds ready_timeout) {
   auto runs_filter = CachedSeccomp(spec.extra_syscalls);
   if (!runs_filter) return std::unexpected(runs_filter.error());
-  auto prepared = Prepare(spec, /*keep_stdin=*/false, /*fork_server=*/true);
+  SandboxSpec server = spec;
+  server.binds.push_back({POLYRUN_ZYGOTE_FACTORY, false, kZygoteFactoryPath});
+  auto prepared = Prepare(server, /*keep_stdin=*/false, /*fork_server=*/true);
   if (!prepared) return std::unexpected(prepared.error());
   StartedTree& tree = *prepared->tree_;
   tree.stdin_w.reset();  // the server reads no stdin; each run gets its own
@@ -294,8 +313,11 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
       lim.tmp_bytes == zygote.limits_.tmp_bytes) {
     if (auto ahead = zygote.TakeAhead()) {
       const auto start = Clock::now();
-      if (SendWithFds(ahead->status.get(), "{" + RlimitsJson(lim) + "}", cgroup_fds)) {
-        cgroup_files.clear();  // G has its own copies
+      const std::string go = "{\"go\":" + std::to_string(ahead->id) + "," + RlimitsJson(lim) + "}";
+      std::unique_lock lock(zygote.send_mu_);
+      if (SendWithFds(zygote.control_.get(), go, cgroup_fds)) {
+        lock.unlock();
+        cgroup_files.clear();  // the program has its own copies
         zygote.runs_.fetch_add(1);
         zygote.runs_ahead_.fetch_add(1);
         auto tree = ForkedTree(std::move(ahead->pid_fd), std::move(*cgroup),
@@ -303,7 +325,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
                                std::move(ahead->err_r), std::move(ahead->status), start);
         return Supervise(*tree, run, start, 0, /*bootstrap_end=*/false);
       }
-      // Its init is gone (its server was replaced or killed): this run is forked now instead.
+      // The server is gone: the on-demand path below says so.
     }
   }
 
@@ -347,9 +369,10 @@ Result<void> Sandbox::ForkAhead(Zygote& zygote, std::chrono::milliseconds timeou
   if (!server.pid_fd.valid()) return Fail(Errc::kUnavailable, "zygote: gone");
   auto channels = MakeRunChannels(config_.host_uid, config_.host_gid);
   if (!channels) return std::unexpected(channels.error());
-  const std::string message =
-      "{\"ahead\":true,\"work\":" + std::to_string(zygote.limits_.work_dir_bytes) +
-      ",\"tmp\":" + std::to_string(zygote.limits_.tmp_bytes) + "}";
+  const uint64_t id = zygote.next_ahead_id_.fetch_add(1);
+  const std::string message = "{\"ahead\":true,\"id\":" + std::to_string(id) +
+                              ",\"work\":" + std::to_string(zygote.limits_.work_dir_bytes) +
+                              ",\"tmp\":" + std::to_string(zygote.limits_.tmp_bytes) + "}";
   {
     std::lock_guard lock(zygote.send_mu_);
     if (auto r = SendWithFds(zygote.control_.get(), message, channels->RunEnds()); !r) {
@@ -358,12 +381,13 @@ Result<void> Sandbox::ForkAhead(Zygote& zygote, std::chrono::milliseconds timeou
   }
   channels->CloseRunEnds();
   auto answer = AwaitInit(channels->status_host.get(), server.pid_fd.get(), Clock::now() + timeout);
-  if (!answer) return std::unexpected(answer.error());
-  if (!answer->failed.empty()) {
+  if (!answer || !answer->failed.empty()) {
+    zygote.Drop(id, answer ? answer->pid_fd.get() : -1);
+    if (!answer) return std::unexpected(answer.error());
     return Fail(Errc::kUnavailable, "zygote: a run forked ahead failed: " + answer->failed);
   }
   std::lock_guard lock(zygote.ahead_mu_);
-  zygote.ahead_.push_back({std::move(answer->pid_fd), std::move(channels->in.write),
+  zygote.ahead_.push_back({id, std::move(answer->pid_fd), std::move(channels->in.write),
                            std::move(channels->out.read), std::move(channels->err.read),
                            std::move(channels->status_host)});
   return {};

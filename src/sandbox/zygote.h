@@ -45,16 +45,21 @@ class Zygote {
 
  private:
   friend class Sandbox;
-  // A run forked ahead: namespaces, tmpfs and its init (G) in place, blocked on its status
-  // socket until the host sends the run's rlimits and cgroup files. Holds nothing of any run.
+  // A run forked ahead: namespaces, tmpfs and its init (G) in place, waiting until the host
+  // sends the server the run's rlimits and cgroup files ({"go": id}), for which the server
+  // forks the program into them. Holds nothing of any run.
   struct Ahead {
+    uint64_t id = 0;  // the server's name for it
     UniqueFd pid_fd;  // G's
     UniqueFd stdin_w, out_r, err_r;
-    UniqueFd status;  // SOCK_SEQPACKET to G: the run goes out on it, G's report comes back
+    UniqueFd status;  // SOCK_SEQPACKET: G's pidfd came on it, the server's report of the run will
   };
   Zygote(PreparedSandbox tree, UniqueFd control, SandboxLimits limits);
   // A healthy one (alive, silent), if any; unhealthy ones met on the way are dropped.
   std::optional<Ahead> TakeAhead();
+  // Kills a run forked ahead that will not be used (its init's pidfd, if known) and tells the
+  // server to forget it.
+  void Drop(uint64_t id, int pid_fd);
 
   PreparedSandbox tree_;
   UniqueFd control_;  // SOCK_SEQPACKET to the server's fd 3
@@ -62,6 +67,7 @@ class Zygote {
   std::mutex send_mu_;
   std::atomic<uint64_t> runs_{0};
   std::atomic<uint64_t> runs_ahead_{0};
+  std::atomic<uint64_t> next_ahead_id_{0};
   mutable std::mutex ahead_mu_;
   std::deque<Ahead> ahead_;
   std::function<void()> on_ahead_taken_;

@@ -78,21 +78,25 @@ std::string Slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Host pids of our descendants running languages/python/zygote.py: the server, its network
-// namespace maker and the inits of runs forked ahead (the sandbox's init wipes its command line).
-std::vector<pid_t> ZygoteProcesses() {
+// Our descendants that make up the zygote: the server (languages/python/zygote.py), its
+// namespace factory (polyrun-zygote-factory) and the inits of runs forked ahead, which the
+// factory forks (the sandbox's init wipes its own command line).
+struct ZygoteProcess {
+  pid_t pid;
+  bool python;  // the server, or one of its forks; else the factory or one of its forks
+};
+std::vector<ZygoteProcess> ZygoteProcesses() {
   std::map<pid_t, pid_t> parent;
   const auto all = escape::ListProcesses();
   for (const auto& p : all) parent[p.pid] = p.ppid;
-  std::vector<pid_t> out;
+  std::vector<ZygoteProcess> out;
   for (const auto& p : all) {
-    if (Slurp("/proc/" + std::to_string(p.pid) + "/cmdline").find("zygote.py") ==
-        std::string::npos) {
-      continue;
-    }
+    const std::string cmdline = Slurp("/proc/" + std::to_string(p.pid) + "/cmdline");
+    const bool python = cmdline.find("zygote.py") != std::string::npos;
+    if (!python && cmdline.find("zygote-factory") == std::string::npos) continue;
     for (pid_t up = p.ppid; up > 1; up = parent.contains(up) ? parent[up] : 0) {
       if (up == ::getpid()) {
-        out.push_back(p.pid);
+        out.push_back({p.pid, python});
         break;
       }
     }
@@ -160,10 +164,13 @@ print(sorted(os.listdir('/work')))
 
   // Every run is a fork of the server: what the server's memory does not hold, no fork of it
   // inherits. Read from the host, so the needle in this process proves nothing either way.
-  const std::vector<pid_t> server = ZygoteProcesses();
+  const std::vector<ZygoteProcess> server = ZygoteProcesses();
   ASSERT_FALSE(server.empty()) << "the zygote's processes were not found";
-  for (pid_t pid : server) {
-    EXPECT_TRUE(MemoryHolds(pid, "_polyrun_warm")) << "the scan itself works: pid " << pid;
+  ASSERT_TRUE(std::ranges::any_of(server, [](const auto& p) { return !p.python; }))
+      << "the namespace factory and the inits it forked were not found";
+  for (const auto& [pid, python] : server) {
+    EXPECT_TRUE(MemoryHolds(pid, python ? "_polyrun_warm" : "polyrun-zygote-factory: "))
+        << "the scan itself works: pid " << pid;
     std::string secret;
     for (int i = 0; i < 16; ++i) secret += "POLYRUN-SECRET-";
     EXPECT_FALSE(MemoryHolds(pid, secret)) << "the first run's bytes are in pid " << pid;
@@ -447,8 +454,8 @@ TEST_F(ZygoteEscapeTest, ARunForkedAheadThatDiedIsNeverUsed) {
   // and the server forks new ones ahead.
   ASSERT_TRUE(AheadReady());
   std::vector<pid_t> waiting;
-  for (pid_t pid : ZygoteProcesses()) {
-    if (InnermostPid(pid) == 1) waiting.push_back(pid);
+  for (const auto& p : ZygoteProcesses()) {
+    if (InnermostPid(p.pid) == 1) waiting.push_back(p.pid);
   }
   ASSERT_EQ(waiting.size(), Zygotes::kForkedAhead);
   for (pid_t pid : waiting) ASSERT_EQ(::kill(pid, SIGKILL), 0);
