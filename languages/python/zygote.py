@@ -133,9 +133,11 @@ def _program(run, fprog):
 
 
 def _join_cgroup(cgroup_files):
-    """Moves this process into the run's cgroup: "0" to each control file the host opened."""
+    """H: moves itself, then G (PID 1 here), into the run's cgroup: each control file the host
+    opened gets "0" and "1". The run's cgroup holds its whole tree, as a cold run's does."""
     for fd in cgroup_files:
         os.write(fd, b"0")
+        os.write(fd, b"1")
         os.close(fd)
 
 

@@ -104,6 +104,15 @@ std::vector<ZygoteProcess> ZygoteProcesses() {
   return out;
 }
 
+// The innermost pid of `pid` (the last of NSpid): 1 for the init of a run forked from the server.
+pid_t InnermostPid(pid_t pid) {
+  std::istringstream status(Slurp("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("NSpid:")) return std::stoi(line.substr(line.find_last_of(" \t") + 1));
+  }
+  return 0;
+}
+
 // Whether any readable mapping of `pid` holds `needle` (read through /proc/PID/mem as root).
 bool MemoryHolds(pid_t pid, std::string_view needle) {
   std::istringstream maps(Slurp("/proc/" + std::to_string(pid) + "/maps"));
@@ -358,6 +367,26 @@ os.kill(-1, signal.SIGKILL)
   EXPECT_EQ(engine_->ZygoteStats()["python"].started, started) << "the server was replaced";
 }
 
+TEST_F(ZygoteEscapeTest, AServerWhoseFactoryEndedIsReplaced) {
+  // The namespace factory is the server's to keep: without it no run can be forked, so the
+  // server ends with it, and the keeper starts a new one. Runs meanwhile run cold, never fail.
+  // Killed while the server has nothing to ask of it: the server notices its end by itself.
+  ASSERT_TRUE(AheadReady());
+  const uint64_t started = Stats().started;
+  std::vector<pid_t> factories;
+  for (const auto& p : ZygoteProcesses()) {
+    if (!p.python && InnermostPid(p.pid) != 1) factories.push_back(p.pid);
+  }
+  ASSERT_EQ(factories.size(), 1u);
+  ASSERT_EQ(::kill(factories[0], SIGKILL), 0);
+  ASSERT_TRUE(escape::PollUntil([&] { return Stats().started > started && Stats().ready; },
+                                std::chrono::seconds(20)))
+      << Stats().last_error;
+  ASSERT_TRUE(AheadReady()) << Stats().last_error;
+  const ExecutionResult r = Forked(Python("print('forked again')"));
+  EXPECT_EQ(r.stdout_text, "forked again\n") << ToJson(r).dump();
+}
+
 TEST_F(ZygoteEscapeTest, ARunEndsAsTheInterpretersExitWould) {
   // A forked run skips tearing down the server's objects, never the run's own: SystemExit's
   // message and code, non-daemon threads, atexit, __del__ and an unclosed file's buffer.
@@ -411,20 +440,13 @@ print(done.returncode)
   EXPECT_EQ(r.stdout_text, "0 set()\n7\n") << ToJson(r).dump();  // 0: SIG_DFL, as cold
 }
 
-// The innermost pid of `pid` (the last of NSpid): 1 for the init of a run forked from the server.
-pid_t InnermostPid(pid_t pid) {
-  std::istringstream status(Slurp("/proc/" + std::to_string(pid) + "/status"));
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("NSpid:")) return std::stoi(line.substr(line.find_last_of(" \t") + 1));
-  }
-  return 0;
-}
-
 TEST_F(ZygoteEscapeTest, ARunForkedAheadIsTheRunsOwn) {
   // Forked before any run was known, in the server's cgroup: the run that takes it must still
-  // get its own cgroup (and its limits), its cgroup namespace rooted there, as a cold run does.
+  // get its own cgroup (and its limits), its cgroup namespace rooted there, as a cold run does;
+  // and its init (PID 1) must be in that cgroup too, as a cold run's is.
   const std::string program = R"(
-print(sorted({line.strip().split(':', 2)[2] for line in open('/proc/self/cgroup')}), flush=True)
+print(sorted({line.strip().split(':', 2)[2] for pid in ('self', '1')
+              for line in open(f'/proc/{pid}/cgroup')}), flush=True)
 try:
     block = bytearray(150 * 1024 * 1024)
     print('allocated')
