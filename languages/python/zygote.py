@@ -20,13 +20,14 @@ Each run's namespaces and its init (G) are made by F, polyrun-zygote-factory, a 
 process started once (src/sandbox/zygote_factory.cc says how): forking this interpreter costs a
 copy of its page tables, then of each page either side writes, so we fork only the program:
 
-  H  is forked into G's PID namespace (setns of pid_for_children around the fork), joins the
-     run's cgroup (writes "0" to each cgroup file, opened by the host), enters G's network
-     namespace, then its user, mount, IPC and UTS namespaces, makes a cgroup namespace rooted in
-     the run's cgroup, sets the run's rlimits, drops every capability for good (bounding set,
-     ambient, securebits locked), sets no_new_privs, loads the run's seccomp filter, closes
-     every other descriptor and returns to the bottom of this file, which runs the program like
-     warm.py does. It is PID 2 there; its parent (we) is outside, so os.getppid() is 0.
+  H  is forked into G's PID namespace (setns of pid_for_children around the fork), moves itself
+     and G into the run's cgroup ("0" and "1" to each cgroup file, opened by the host), enters
+     G's network namespace, then its user, mount, IPC and UTS namespaces, makes a cgroup
+     namespace rooted in the run's cgroup, sets the run's rlimits, drops every capability for
+     good (bounding set, ambient, securebits locked), sets no_new_privs, loads the run's seccomp
+     filter, closes every other descriptor and returns to the bottom of this file, which runs
+     the program like warm.py does. It is PID 2 there; its parent (we) is outside, so
+     os.getppid() is 0.
   We report H's wait status on the run's status socket as an InitReport when we reap it, and
      close the socket: the run's end. G, PID 1 there, reaps orphans and forwards signals until
      the host kills it.
@@ -171,7 +172,7 @@ def _start_factory():
     pid = os.fork()
     if pid == 0:
         try:
-            os.dup2(theirs.fileno(), 3)  # in place of our control socket, close-on-exec
+            os.dup2(theirs.fileno(), 3)  # in place of our control socket; kept across exec
             os.execv(FACTORY, [FACTORY])
         finally:
             os._exit(127)
