@@ -20,9 +20,9 @@ Each run's namespaces and its init (G) are made by F, polyrun-zygote-factory, a 
 process started once (src/sandbox/zygote_factory.cc says how): forking this interpreter costs a
 copy of its page tables, then of each page either side writes, so we fork only the program:
 
-  H  is forked into G's PID namespace (setns of pid_for_children around the fork), moves itself
-     and G into the run's cgroup ("0" and "1" to each cgroup file, opened by the host), enters
-     G's network namespace, then its user, mount, IPC and UTS namespaces, makes a cgroup
+  H  is forked into G's PID namespace (setns of pid_for_children around the fork), joins the
+     run's cgroup (writes "0" to each cgroup file, opened by the host), enters G's network
+     namespace, then its user, mount, IPC and UTS namespaces, makes a cgroup
      namespace rooted in the run's cgroup, sets the run's rlimits, drops every capability for
      good (bounding set, ambient, securebits locked), sets no_new_privs, loads the run's seccomp
      filter, closes every other descriptor and returns to the bottom of this file, which runs
@@ -42,6 +42,7 @@ import importlib.util
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import struct
@@ -122,6 +123,7 @@ def _drop_privileges(fprog):
 
 def _program(run, fprog):
     """H, in the run's namespaces: the program's own process state, privileges dropped."""
+    signal.set_wakeup_fd(-1)  # the server's: its descriptor is about to close
     os.setpgid(0, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server's reaper: the program's are its own
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -134,11 +136,11 @@ def _program(run, fprog):
 
 
 def _join_cgroup(cgroup_files):
-    """H: moves itself, then G (PID 1 here), into the run's cgroup: each control file the host
-    opened gets "0" and "1". The run's cgroup holds its whole tree, as a cold run's does."""
+    """H: moves itself into the run's cgroup: "0" to each control file the host opened. G stays
+    in ours: moving it too cost each run a second migration, and the tail a synchronize_rcu
+    (docs/performance.md)."""
     for fd in cgroup_files:
         os.write(fd, b"0")
-        os.write(fd, b"1")
         os.close(fd)
 
 
@@ -147,7 +149,7 @@ _running = {}  # pid of H -> its run's status socket, until its report
 _factory_pid = 0
 
 
-def _reap_children(signum, frame):
+def _reap_children():
     """Reports each program's end; F's end is ours."""
     while True:
         try:
@@ -219,36 +221,68 @@ def _become_program(run, stdio, cgroup_files, ns, fprog):
 
 def _fork_program(run, stdio, status, cgroup_files, ns, fprog, own_pid_ns):
     """Forks H into G's PID namespace. True in H (returning as the program), False here."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # H is in _running first
-    try:
-        pid = -1
-        if _libc.setns(ns[5], CLONE_NEWPID) < 0:
-            _report(status, KIND_SETUP_FAILED, 0, ctypes.get_errno(), "setns CLONE_NEWPID")
-        else:
-            try:
-                pid = os.fork()
-            except OSError as e:
-                _report(status, KIND_SETUP_FAILED, 0, e.errno or 0, "fork")
-            if pid == 0:
-                _become_program(run, stdio, cgroup_files, ns, fprog)
-                return True
-            if _libc.setns(own_pid_ns, CLONE_NEWPID) < 0:
-                os.write(2, b"polyrun zygote: setns back to our PID namespace failed\n")
-                os._exit(70)  # the next run would be forked into this one's
-        if pid > 0:
-            _running[pid] = status
-        else:
-            os.close(status)
-        _close_all(*stdio, *cgroup_files, *ns)
-        return False
-    finally:
-        if pid != 0:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+    pid = -1
+    if _libc.setns(ns[5], CLONE_NEWPID) < 0:
+        _report(status, KIND_SETUP_FAILED, 0, ctypes.get_errno(), "setns CLONE_NEWPID")
+    else:
+        try:
+            pid = os.fork()
+        except OSError as e:
+            _report(status, KIND_SETUP_FAILED, 0, e.errno or 0, "fork")
+        if pid == 0:
+            _become_program(run, stdio, cgroup_files, ns, fprog)
+            return True
+        if _libc.setns(own_pid_ns, CLONE_NEWPID) < 0:
+            os.write(2, b"polyrun zygote: setns back to our PID namespace failed\n")
+            os._exit(70)  # the next run would be forked into this one's
+    if pid > 0:
+        _running[pid] = status  # reaped, and reported, by the loop in _serve
+    else:
+        os.close(status)
+    _close_all(*stdio, *cgroup_files, *ns)
+    return False
 
 
 def _close_all(*fds):
     for fd in fds:
         os.close(fd)
+
+
+def _handle(msg, fds, factory, ahead, fprog, own_pid_ns):
+    """One message from the host. True only in H, the run's program."""
+    try:
+        run = json.loads(msg)
+        if not isinstance(run, dict):
+            raise ValueError("a run is a JSON object")
+        if "go" not in run and "drop" not in run and (
+                len(fds) < 4 or (run.get("ahead") and len(fds) != 4)):
+            raise ValueError(f"a run needs 4 descriptors or more, got {len(fds)}")
+    except ValueError as e:
+        if len(fds) >= 4:
+            _report(fds[3], KIND_SETUP_FAILED, 0, 0, f"zygote: bad run message: {e}")
+        _close_all(*fds)
+        return False
+    if "drop" in run:
+        stdio, status, ns = ahead.pop(run["drop"], ((), None, ()))
+        _close_all(*stdio, *ns, *(() if status is None else (status,)))
+        return False
+    if "go" in run:
+        made = ahead.pop(run["go"], None)
+        if made is None:
+            _close_all(*fds)  # dropped already: the host has seen its init die
+            return False
+        stdio, status, ns = made
+        cgroup_files = fds
+    else:
+        stdio, status, cgroup_files = fds[:3], fds[3], fds[4:]
+        ns = _make_namespaces(factory, run, status)
+        if ns is None:
+            _close_all(*fds)
+            return False
+        if run.get("ahead"):
+            ahead[run["id"]] = (stdio, status, ns)
+            return False
+    return _fork_program(run, stdio, status, cgroup_files, ns, fprog, own_pid_ns)
 
 
 def _serve():
@@ -260,52 +294,38 @@ def _serve():
     filter_buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
     fprog = _SockFprog(len(filter_bytes) // 8, ctypes.addressof(filter_buf))
     own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    signal.signal(signal.SIGCHLD, _reap_children)
+    # SIGCHLD only wakes the loop below: the interpreter's C-level handler writes a byte on
+    # `wake` at once. A Python handler runs between bytecodes, and one that fell due just before
+    # a blocking recv would wait for the host's next message, leaving a run's end unreported.
+    wake, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     factory = _start_factory()
     ahead = {}  # id -> (stdio, status, the run's namespaces)
+    poller = select.poll()
+    poller.register(ctl, select.POLLIN)
+    poller.register(wake, select.POLLIN)
 
     # Everything loaded so far lives as long as any run: out of the collector's sight, the
     # final collection at each run's exit skips it.
     gc.freeze()
     ctl.send(b"R")
     while True:
-        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 16)
-        if not msg:
-            os._exit(0)  # the host is done with us
-        try:
-            run = json.loads(msg)
-            if not isinstance(run, dict):
-                raise ValueError("a run is a JSON object")
-            if "go" not in run and "drop" not in run and (
-                    len(fds) < 4 or (run.get("ahead") and len(fds) != 4)):
-                raise ValueError(f"a run needs 4 descriptors or more, got {len(fds)}")
-        except ValueError as e:
-            if len(fds) >= 4:
-                _report(fds[3], KIND_SETUP_FAILED, 0, 0, f"zygote: bad run message: {e}")
-            _close_all(*fds)
-            continue
-        if "drop" in run:
-            stdio, status, ns = ahead.pop(run["drop"], ((), None, ()))
-            _close_all(*stdio, *ns, *(() if status is None else (status,)))
-            continue
-        if "go" in run:
-            made = ahead.pop(run["go"], None)
-            if made is None:
-                _close_all(*fds)  # dropped already: the host has seen its init die
-                continue
-            stdio, status, ns = made
-            cgroup_files = fds
-        else:
-            stdio, status, cgroup_files = fds[:3], fds[3], fds[4:]
-            ns = _make_namespaces(factory, run, status)
-            if ns is None:
-                _close_all(*fds)
-                continue
-            if run.get("ahead"):
-                ahead[run["id"]] = (stdio, status, ns)
-                continue
-        if _fork_program(run, stdio, status, cgroup_files, ns, fprog, own_pid_ns):
-            return
+        ready = {fd for fd, _ in poller.poll()}
+        if wake in ready:
+            try:
+                while os.read(wake, 256):
+                    pass
+            except BlockingIOError:
+                pass
+            _reap_children()
+        if ctl.fileno() in ready:
+            msg, fds, _, _ = socket.recv_fds(ctl, 1 << 16, 16)
+            if not msg:
+                os._exit(0)  # the host is done with us
+            if _handle(msg, fds, factory, ahead, fprog, own_pid_ns):
+                return
+
 
 _ZYGOTE_MODULES = frozenset(sys.modules)
 _serve()

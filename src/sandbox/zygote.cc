@@ -25,6 +25,10 @@ using Clock = std::chrono::steady_clock;
 
 // Where a fork server finds polyrun-zygote-factory (zygote_factory.cc) in its sandbox.
 constexpr const char* kZygoteFactoryPath = "/polyrun/zygote-factory";
+// Each run's init stays in the server's cgroup (docs/performance.md, "Zygotes"): its process
+// limit makes room for this many runs in flight (forked ahead, running, being torn down) besides
+// the server's own processes. Past it, a run's namespaces cannot be made and it runs elsewhere.
+constexpr uint64_t kRunsInFlight = 512;
 
 // Polls `fd` for input until `deadline`, giving up early when `server_pidfd` (the zygote's
 // init) ends. Returns 1 when readable, 0 on timeout, -1 when the server ended.
@@ -263,6 +267,7 @@ Result<std::unique_ptr<Zygote>> Sandbox::StartZygote(const SandboxSpec& spec,
   if (!runs_filter) return std::unexpected(runs_filter.error());
   SandboxSpec server = spec;
   server.binds.push_back({POLYRUN_ZYGOTE_FACTORY, false, kZygoteFactoryPath});
+  server.limits.processes += kRunsInFlight;
   auto prepared = Prepare(server, /*keep_stdin=*/false, /*fork_server=*/true);
   if (!prepared) return std::unexpected(prepared.error());
   StartedTree& tree = *prepared->tree_;

@@ -367,6 +367,22 @@ os.kill(-1, signal.SIGKILL)
   EXPECT_EQ(engine_->ZygoteStats()["python"].started, started) << "the server was replaced";
 }
 
+TEST_F(ZygoteEscapeTest, EveryRunOfManyEndsWhenItsProgramDoes) {
+  // The server reports each program's end when it reaps it. Back to back, the host sends the
+  // next run only once the last has ended: a report that waited for the server's next message
+  // would hold the run until its wall time. (It happened once in ~4000 runs of warm_bench,
+  // when SIGCHLD had a Python handler, run only between bytecodes: one due just before the
+  // server's blocking receive waited for the next message. The window is narrow; this loop
+  // did not hit it in 3000 runs of that version, and checks that none ends late now.)
+  ExecutionRequest req = Python("print(1)");
+  req.limits[Limit::kWallTime] = 3000;
+  for (int i = 0; i < 1000; ++i) {
+    const ExecutionResult r = Forked(req);
+    ASSERT_EQ(r.status, Status::kOk) << "run " << i << ": " << ToJson(r).dump();
+    ASSERT_LT(r.usage.wall_ms, 1000) << "run " << i << " ended late: " << ToJson(r).dump();
+  }
+}
+
 TEST_F(ZygoteEscapeTest, AServerWhoseFactoryEndedIsReplaced) {
   // The namespace factory is the server's to keep: without it no run can be forked, so the
   // server ends with it, and the keeper starts a new one. Runs meanwhile run cold, never fail.
@@ -442,11 +458,9 @@ print(done.returncode)
 
 TEST_F(ZygoteEscapeTest, ARunForkedAheadIsTheRunsOwn) {
   // Forked before any run was known, in the server's cgroup: the run that takes it must still
-  // get its own cgroup (and its limits), its cgroup namespace rooted there, as a cold run does;
-  // and its init (PID 1) must be in that cgroup too, as a cold run's is.
+  // get its own cgroup (and its limits), its cgroup namespace rooted there, as a cold run does.
   const std::string program = R"(
-print(sorted({line.strip().split(':', 2)[2] for pid in ('self', '1')
-              for line in open(f'/proc/{pid}/cgroup')}), flush=True)
+print(sorted({line.strip().split(':', 2)[2] for line in open('/proc/self/cgroup')}), flush=True)
 try:
     block = bytearray(150 * 1024 * 1024)
     print('allocated')
