@@ -808,6 +808,7 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
     if (lang.warm) {
       if (auto warm = TakeWarm(lang, req, *limits)) {
         ran = sandbox_->Claim(std::move(*warm), spec);
+        warm_->RunEnded(lang.id);
         mode = "warm";
       }
     }

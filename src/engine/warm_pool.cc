@@ -57,6 +57,7 @@ std::optional<sandbox::PreparedSandbox> WarmPool::Take(const std::string& langua
     }
     if (taken) {
       ++lane.stats.taken;
+      ++lane.running;
     } else {
       ++lane.stats.missed;
     }
@@ -65,6 +66,16 @@ std::optional<sandbox::PreparedSandbox> WarmPool::Take(const std::string& langua
   }
   cv_.notify_all();
   return taken;
+}
+
+void WarmPool::RunEnded(const std::string& language) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = lanes_.find(language);
+    if (it == lanes_.end() || it->second.running == 0) return;
+    --it->second.running;
+  }
+  cv_.notify_all();
 }
 
 std::map<std::string, WarmPool::Stats> WarmPool::stats() {
@@ -94,6 +105,7 @@ WarmPool::Lane* WarmPool::Neediest(Clock::time_point now, Clock::time_point& wak
   const uint64_t used = MemoryLocked();
   for (auto& [id, lane] : lanes_) {
     if (lane.ready.size() >= lane.target || now < lane.retry_at) continue;
+    if (lane.running > 0 && !lane.ready.empty()) continue;  // RunEnded wakes us
     if (used + lane.entry_bytes > options_.memory_budget) continue;
     const bool asked = lane.stats.taken + lane.stats.missed > 0;
     if (asked && now < lane.last_take + lane.quiet) {

@@ -55,8 +55,14 @@ class WarmPool {
   bool Serves(const std::string& language) const { return lanes_.contains(language); }
   // The tree-building limits of the language's warm sandboxes (as the spec was given).
   const sandbox::SandboxSpec* SpecOf(const std::string& language) const;
-  // A healthy ready sandbox of the language, or nullopt (the caller runs cold).
+  // A healthy ready sandbox of the language, or nullopt (the caller runs cold). The caller
+  // calls RunEnded once the run on a sandbox it got has ended.
   std::optional<sandbox::PreparedSandbox> Take(const std::string& language);
+  // A lane that still has a sandbox ready refills only once no run on its sandboxes is going
+  // on: a refill (an interpreter's start, tens of ms of CPU) beside the run that took the
+  // sandbox slowed that run on two cores (docs/performance.md, "Warm pools"). An empty lane
+  // refills at once.
+  void RunEnded(const std::string& language);
   std::map<std::string, Stats> stats();
 
  private:
@@ -73,6 +79,7 @@ class WarmPool {
     Clock::time_point last_take;
     Clock::time_point retry_at;          // after a failed bootstrap
     std::chrono::milliseconds quiet{0};  // Options::refill_when_quiet
+    size_t running = 0;                  // runs on sandboxes taken from here, not yet ended
     uint64_t entry_bytes = 0;            // the last measured entry's memory: the budget's estimate
     Stats stats;
   };

@@ -294,6 +294,28 @@ TEST_F(WarmEscapeTest, APoolThatRefillsWhenQuietWaitsUntilItsDemandPauses) {
   EXPECT_EQ(pool.stats()["a"].ready, 0u) << "refilled while its demand had not paused";
 }
 
+TEST_F(WarmEscapeTest, APoolWithASandboxLeftRefillsOnceTheRunOnItsSandboxHasEnded) {
+  WarmPool::Options options;
+  options.max_per_language = 2;
+  const auto bootstrap = ShellBootstrap("printf R >&3; exec 3>&-; read line");
+  WarmPool pool(engine_->sandbox(), {{"a", bootstrap}, {"b", bootstrap}}, options);
+  const auto has = [](size_t n) { return [n](const WarmPool::Stats& s) { return s.ready == n; }; };
+  ASSERT_TRUE(PoolReaches(pool, has(1), "a"));
+  ASSERT_TRUE(PoolReaches(pool, has(1), "b"));
+  // Emptied, "a" wants two from now on, and refills at once: no sandbox of it is left.
+  ASSERT_TRUE(pool.Take("a"));
+  pool.RunEnded("a");
+  ASSERT_TRUE(PoolReaches(pool, has(2), "a"));
+  // With one left, a run on the other holds its refill back. "b", emptied after it, refills
+  // at once: once it has, the filler has passed "a" by.
+  ASSERT_TRUE(pool.Take("a"));
+  ASSERT_TRUE(pool.Take("b"));
+  ASSERT_TRUE(PoolReaches(pool, has(1), "b"));
+  EXPECT_EQ(pool.stats()["a"].ready, 1u) << "refilled beside the run on its sandbox";
+  pool.RunEnded("a");
+  EXPECT_TRUE(PoolReaches(pool, has(2), "a"));
+}
+
 TEST_F(WarmEscapeTest, PoolShrinksWhenIdle) {
   WarmPool::Options options;
   options.max_per_language = 3;
