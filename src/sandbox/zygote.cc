@@ -27,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kZygoteFactoryPath = "/polyrun/zygote-factory";
 // Each run's init stays in the server's cgroup (docs/performance.md, "Zygotes"): its process
 // limit makes room for this many runs in flight (forked ahead, running, being torn down) besides
-// the server's own processes. Past it, a run's namespaces cannot be made and it runs elsewhere.
+// the server's own processes. Past it, a run's namespaces cannot be made: it ends as a setup
+// failure.
 constexpr uint64_t kRunsInFlight = 512;
 
 // Polls `fd` for input until `deadline`, giving up early when `server_pidfd` (the zygote's

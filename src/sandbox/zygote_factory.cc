@@ -126,17 +126,17 @@ void MountTmpfs(int status, const char* target, uint64_t size, const char* opts,
   // The program runs as the same uid: it must not read or write our memory through /proc.
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
     SetupFailed(status, "prctl PR_SET_DUMPABLE", errno);
-  const int self = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
-  if (self < 0) SetupFailed(status, "pidfd_open", errno);
-  if (!SendTagged(status, 'P', &self, 1)) ::_exit(1);
-  // Blocked before "r": a signal forwarded to us right after is queued, not lost (as PID 1, a
-  // signal we have no handler for would be dropped unless blocked).
+  // Blocked before the host has our pidfd: a signal it forwards to us is queued, not lost (as
+  // PID 1, a signal we have no handler for would be dropped unless blocked).
   sigset_t waited;
   sigemptyset(&waited);
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) {
     sigaddset(&waited, sig);
   }
   sigprocmask(SIG_BLOCK, &waited, nullptr);
+  const int self = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  if (self < 0) SetupFailed(status, "pidfd_open", errno);
+  if (!SendTagged(status, 'P', &self, 1)) ::_exit(1);
   if (::write(ready, "r", 1) != 1) ::_exit(1);
   // Nothing of the server's, the factory's or the run's stays with us: the server reports the
   // program's end, and the host's end of the status socket sees it close with the program.
