@@ -272,7 +272,7 @@ for name in ('environ', 'mem'):
         print(name, 'readable')
     except OSError as e:
         print(name, e.strerror)
-# No descriptor of the server's (control socket, namespace maker, status) reached the program:
+# No descriptor of the server's (control socket, namespace factory, status) reached the program:
 # 3 is listdir's own.
 print(sorted(os.listdir('/proc/self/fd')))
 )"));
