@@ -197,9 +197,13 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
       const auto bare = bare_rate.find(concurrency);
       const double ratio = bare == bare_rate.end() ? 0 : rate / bare->second;
       if (ratio > 0) j["ratio_to_bare"] = ratio;
-      std::printf("%-6s %11d %10.0f %10.2f %10.2f   %s", path, concurrency, rate,
-                  Percentile(all, 50), Percentile(all, 99),
-                  ratio > 0 ? std::to_string(ratio).substr(0, 4).c_str() : "-");
+      std::printf("%-6s %11d %10.0f %10.2f %10.2f   ", path, concurrency, rate, Percentile(all, 50),
+                  Percentile(all, 99));
+      if (ratio > 0) {
+        std::printf("%.2f", ratio);
+      } else {
+        std::printf("-");
+      }
       // Runs a path could not serve (an empty pool, a zygote being replaced) ran cold.
       const auto share = [&](size_t n) {
         return static_cast<double>(n) / static_cast<double>(all.size());

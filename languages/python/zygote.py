@@ -145,6 +145,11 @@ def _join_cgroup(cgroup_files):
 
 
 FACTORY = "/polyrun/zygote-factory"  # bound there by Sandbox::StartZygote
+# The run's namespaces as the factory hands them over (zygote_factory.cc, kRunNamespaceFiles),
+# each with what setns enters. H enters all but the last, which the fork itself enters.
+_RUN_NAMESPACES = (("net", CLONE_NEWNET), ("user", CLONE_NEWUSER), ("mnt", CLONE_NEWNS),
+                   ("ipc", CLONE_NEWIPC), ("uts", CLONE_NEWUTS),
+                   ("pid_for_children", CLONE_NEWPID))
 _running = {}  # pid of H -> its run's status socket, until its report
 _factory_pid = 0
 
@@ -187,8 +192,8 @@ def _make_namespaces(factory, run, status):
     """The run's namespaces once they and G are complete, or None (the status socket says why):
     descriptors of its network, user, mount, IPC, UTS and PID (for children) namespaces."""
     socket.send_fds(factory, [struct.pack("<QQ", int(run["work"]), int(run["tmp"]))], [status])
-    answer, fds, _, _ = socket.recv_fds(factory, 16, 6)
-    if answer == b"G" and len(fds) == 6:
+    answer, fds, _, _ = socket.recv_fds(factory, 16, len(_RUN_NAMESPACES))
+    if answer == b"G" and len(fds) == len(_RUN_NAMESPACES):
         return fds
     for fd in fds:
         os.close(fd)
@@ -207,8 +212,7 @@ def _become_program(run, stdio, cgroup_files, ns, fprog):
         _join_cgroup(cgroup_files)
         # The network namespace belongs to the server's user namespace: entered from it. The
         # others belong to the run's user namespace, where entering it gives us the right.
-        for fd, kind, name in zip(ns, (CLONE_NEWNET, CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWIPC,
-                                       CLONE_NEWUTS), ("net", "user", "mnt", "ipc", "uts")):
+        for fd, (name, kind) in zip(ns[:-1], _RUN_NAMESPACES[:-1]):
             _check(_libc.setns(fd, kind), "setns " + name)
         _check(_libc.unshare(CLONE_NEWCGROUP), "unshare CLONE_NEWCGROUP")
         _program(run, fprog)
@@ -222,7 +226,7 @@ def _become_program(run, stdio, cgroup_files, ns, fprog):
 def _fork_program(run, stdio, status, cgroup_files, ns, fprog, own_pid_ns):
     """Forks H into G's PID namespace. True in H (returning as the program), False here."""
     pid = -1
-    if _libc.setns(ns[5], CLONE_NEWPID) < 0:
+    if _libc.setns(ns[-1], CLONE_NEWPID) < 0:
         _report(status, KIND_SETUP_FAILED, 0, ctypes.get_errno(), "setns CLONE_NEWPID")
     else:
         try:
@@ -263,8 +267,10 @@ def _handle(msg, fds, factory, ahead, fprog, own_pid_ns):
         _close_all(*fds)
         return False
     if "drop" in run:
-        stdio, status, ns = ahead.pop(run["drop"], ((), None, ()))
-        _close_all(*stdio, *ns, *(() if status is None else (status,)))
+        made = ahead.pop(run["drop"], None)
+        if made is not None:
+            stdio, status, ns = made
+            _close_all(*stdio, status, *ns)
         return False
     if "go" in run:
         made = ahead.pop(run["go"], None)
