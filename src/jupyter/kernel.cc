@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -441,6 +442,12 @@ class Interpreter : public xeus::xinterpreter {
     // new too, so there is nothing to restart in place.
     auto session = state_.Current();
     state_.worker.Call([&] { session->Close("the kernel was shut down"); });
+    // xeus ends the process with exit(0) once it has replied, without unwinding RunKernel's
+    // stack: the engine's destructor, which would wait for the session's teardown, never runs.
+    // Without this wait its cgroup was left behind about every other shutdown.
+    if (auto settled = state_.engine.sandbox().Settle(); !settled) {
+      std::cerr << "polyrun kernel: " << settled.error().message() << "\n";
+    }
   }
 
   KernelState& state_;
@@ -517,6 +524,8 @@ Result<void> RunKernel(engine::Engine& engine, const KernelOptions& options) {
                            std::move(interpreter), xeus::make_xserver_zmq,
                            std::make_unique<History>(), nullptr, xeus::make_null_debugger,
                            json::object(), json::error_handler_t::replace);
+      // Returns only if xeus fails: after a shutdown request it ends the process itself
+      // (shutdown_request_impl settles first). What follows is for that failure.
       kernel.start();
     } catch (const std::exception& e) {
       outcome = Fail(Errc::kInternal, std::string("the kernel failed: ") + e.what());

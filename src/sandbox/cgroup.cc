@@ -1,5 +1,8 @@
 #include "sandbox/cgroup.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <charconv>
 #include <map>
 
@@ -8,6 +11,21 @@
 #include "util/strings.h"
 
 namespace polyrun::sandbox {
+
+Result<std::unique_ptr<Cgroup>> CgroupManager::CreateRun(const CgroupLimits& limits) {
+  // Process-wide: two managers in one process (a server's engine beside a tool's) must never
+  // name the same cgroup.
+  static std::atomic<uint64_t> counter{0};
+  // Each taken name was left by a process that died; more than a few in a row is a host that
+  // leaks them, and the error says so rather than walking on.
+  constexpr int kAttempts = 16;
+  Result<std::unique_ptr<Cgroup>> made;
+  for (int i = 0; i < kAttempts; ++i) {
+    made = Create("run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter), limits);
+    if (made || made.error().code != Errc::kConflict) return made;
+  }
+  return made;
+}
 
 uint64_t ParseKeyedValue(const std::string& text, const std::string& key) {
   for (const auto& line : Split(text, '\n')) {

@@ -55,16 +55,22 @@ class Cgroup {
 class CgroupManager {
  public:
   virtual ~CgroupManager() = default;
-  // `name` must be unique among live runs; limits are written then read back, and an error
-  // naming the control file is returned if any limit did not take.
+  // A new cgroup named `name`; kConflict when one of that name exists (it is never reused).
+  // Limits are written then read back, and an error naming the control file is returned if any
+  // limit did not take.
   virtual Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                                  const CgroupLimits& limits) = 0;
+  // A run's cgroup, named "run-<pid>-<n>" (unique among this process's runs, also across
+  // managers). A name that exists, left by an earlier process with this pid that died without
+  // removing it, is skipped for the next one.
+  Result<std::unique_ptr<Cgroup>> CreateRun(const CgroupLimits& limits);
   // One line for `polyrun doctor`: version and the directories used.
   virtual std::string Describe() const = 0;
 };
 
 // cgroup v1: one directory per controller. `memory`, `pids` and `cpuacct` are the parent
-// directories (ours to create children in).
+// directories (ours to create children in). Both makers remove the empty run cgroups that ended
+// processes left there (cgroup_common.h, SweepDeadRuns).
 Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
                                                     const std::string& pids,
                                                     const std::string& cpuacct);

@@ -1,5 +1,6 @@
 #include "sandbox/cgroup_common.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -7,6 +8,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <memory>
 #include <thread>
 
 #include "util/files.h"
@@ -67,6 +69,44 @@ Result<void> WriteChecked(const std::string& dir, const std::string& file, const
 Result<void> MakeDir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return SysFail("mkdir", path);
   return {};
+}
+
+namespace {
+void (*run_dir_hook)(const std::string&) = nullptr;
+}  // namespace
+
+void SetRunDirHookForTesting(void (*made)(const std::string& dir)) {
+  run_dir_hook = made;
+}
+
+Result<void> MakeRunDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0) {
+    if (errno != EEXIST) return SysFail("mkdir", path);
+    return std::unexpected(Error{Errc::kConflict,
+                                 path + ": exists already (left by an earlier process); not reused",
+                                 "mkdir", EEXIST});
+  }
+  if (run_dir_hook != nullptr) run_dir_hook(path);
+  return {};
+}
+
+size_t SweepDeadRuns(const std::string& parent) {
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(parent.c_str()), ::closedir);
+  if (!dir) return 0;
+  const pid_t self = ::getpid();
+  size_t removed = 0;
+  while (const dirent* entry = ::readdir(dir.get())) {
+    // "run-<pid>-<n>", as CgroupManager::CreateRun names them.
+    std::string_view name = entry->d_name;
+    if (!name.starts_with("run-")) continue;
+    name.remove_prefix(4);
+    pid_t pid = 0;
+    auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (ec != std::errc() || pid <= 0 || end == name.data() + name.size() || *end != '-') continue;
+    if (pid == self || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (::rmdir((parent + "/" + entry->d_name).c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 void KillProcs(const std::string& dir) {

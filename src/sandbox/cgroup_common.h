@@ -13,8 +13,18 @@ Result<void> WriteChecked(const std::string& dir, const std::string& file, const
 Result<std::string> Read(const std::string& dir, const std::string& file);
 Result<void> Write(const std::string& dir, const std::string& file, const std::string& value);
 bool Exists(const std::string& dir, const std::string& file);
-// mkdir that tolerates EEXIST.
+// mkdir that tolerates EEXIST (the parents polyrun shares with other polyrun processes).
 Result<void> MakeDir(const std::string& path);
+// mkdir of a run's own directory: one that exists already is kConflict, never reused. It was left
+// by a process that died without removing it, and may still hold that run's limits or processes.
+Result<void> MakeRunDir(const std::string& path);
+// Tests stand in for the kernel, which fills a new cgroup directory with its control files.
+void SetRunDirHookForTesting(void (*made)(const std::string& dir));
+// Removes the empty run directories ("run-<pid>-<n>") in `parent` whose creating process has
+// ended: those a killed or crashed polyrun left. Skips this process's own and any a live process
+// (of this PID namespace) owns; a directory that still holds processes stays (rmdir refuses it).
+// Returns how many it removed.
+size_t SweepDeadRuns(const std::string& parent);
 // Kills every pid listed in dir/cgroup.procs.
 void KillProcs(const std::string& dir);
 bool ProcsEmpty(const std::string& dir);

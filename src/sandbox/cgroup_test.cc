@@ -4,9 +4,13 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+
+#include "sandbox/cgroup_common.h"
 
 namespace polyrun::sandbox {
 namespace {
@@ -21,12 +25,32 @@ class FakeCgroupFs : public ::testing::Test {
              ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     fs::create_directories(root_);
+    cgroup_internal::SetRunDirHookForTesting(&MakeControlFiles);
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    cgroup_internal::SetRunDirHookForTesting(nullptr);
+    fs::remove_all(root_);
+  }
+
+  // What the kernel does on mkdir in a cgroup hierarchy: the new directory has control files.
+  static void MakeControlFiles(const std::string& dir) {
+    for (const char* f : {"cgroup.procs", "memory.limit_in_bytes", "pids.max", "memory.max",
+                          "memory.swap.max", "memory.oom.group"}) {
+      std::ofstream(fs::path(dir) / f);
+    }
+  }
 
   static void Put(const fs::path& p, const std::string& content) {
     fs::create_directories(p.parent_path());
     std::ofstream(p) << content;
+  }
+  // A v1 manager on parents with the files MakeCgroupV1 checks for.
+  Result<std::unique_ptr<CgroupManager>> FakeV1() {
+    Put(root_ / "memory/memory.limit_in_bytes", "");
+    Put(root_ / "pids/pids.max", "");
+    Put(root_ / "cpuacct/cpuacct.usage", "");
+    return MakeCgroupV1((root_ / "memory").string(), (root_ / "pids").string(),
+                        (root_ / "cpuacct").string());
   }
   static std::string Get(const fs::path& p) {
     std::ifstream in(p);
@@ -49,20 +73,8 @@ TEST(CgroupParse, KeyedValuesAndSelfPaths) {
 }
 
 TEST_F(FakeCgroupFs, V1WritesLimitsReadsThemBackAndReportsUsage) {
-  // The fake parent needs the files MakeCgroupV1 checks for.
-  Put(root_ / "memory/memory.limit_in_bytes", "");
-  Put(root_ / "pids/pids.max", "");
-  Put(root_ / "cpuacct/cpuacct.usage", "");
-  auto mgr = MakeCgroupV1((root_ / "memory").string(), (root_ / "pids").string(),
-                          (root_ / "cpuacct").string());
+  auto mgr = FakeV1();
   ASSERT_TRUE(mgr) << mgr.error().message();
-  // A real kernel creates the control files on mkdir; emulate that before Create() writes.
-  for (const auto& [dir, file] :
-       {std::pair{"memory", "memory.limit_in_bytes"}, std::pair{"pids", "pids.max"},
-        std::pair{"cpuacct", "cgroup.procs"}, std::pair{"memory", "cgroup.procs"},
-        std::pair{"pids", "cgroup.procs"}}) {
-    Put(root_ / dir / "run1" / file, "");
-  }
   auto cg = (*mgr)->Create("run1", {256ull << 20, 64});
   ASSERT_TRUE(cg) << cg.error().message();
   EXPECT_EQ(Get(root_ / "memory/run1/memory.limit_in_bytes"), std::to_string(256ull << 20));
@@ -99,9 +111,6 @@ TEST_F(FakeCgroupFs, V2EnablesControllersAndWritesLimits) {
   ASSERT_TRUE(mgr) << mgr.error().message();
   // Plain files keep only the last write; the real file accumulates controllers.
   EXPECT_EQ(Get(root_ / "cgroup.subtree_control").rfind("+pids", 0), 0u);
-  for (const char* f : {"memory.max", "memory.swap.max", "memory.oom.group", "pids.max"}) {
-    Put(root_ / "polyrun/run1" / f, "");
-  }
   auto cg = (*mgr)->Create("run1", {100 << 20, 32});
   ASSERT_TRUE(cg) << cg.error().message();
   EXPECT_EQ(Get(root_ / "polyrun/run1/memory.max"), std::to_string(100 << 20));
@@ -139,11 +148,90 @@ TEST_F(FakeCgroupFs, LimitThatDoesNotReadBackIsRefused) {
   ASSERT_TRUE(mgr);
   // A directory where the control file should be: the write fails, so Create must fail too
   // and name the file.
-  fs::create_directories(root_ / "polyrun/run2/memory.max");
+  cgroup_internal::SetRunDirHookForTesting(
+      [](const std::string& dir) { fs::create_directories(fs::path(dir) / "memory.max"); });
   auto cg = (*mgr)->Create("run2", {1 << 20, 8});
   ASSERT_FALSE(cg);
   EXPECT_EQ(cg.error().code, Errc::kLimitUnavailable);
   EXPECT_NE(cg.error().message().find("memory.max"), std::string::npos) << cg.error().message();
+}
+
+TEST_F(FakeCgroupFs, ARunCgroupThatExistsIsRefusedAndNothingIsLeftOfTheAttempt) {
+  auto mgr = FakeV1();
+  ASSERT_TRUE(mgr) << mgr.error().message();
+  // Left by an earlier process in one hierarchy only, with that run's limit.
+  Put(root_ / "pids/run1/pids.max", "1");
+  // Plain directories with files in them cannot be removed, unlike cgroups.
+  cgroup_internal::SetRunDirHookForTesting(nullptr);
+  auto cg = (*mgr)->Create("run1", {1 << 20, 64});
+  ASSERT_FALSE(cg);
+  EXPECT_EQ(cg.error().code, Errc::kConflict);
+  EXPECT_EQ(cg.error().syscall, "mkdir");
+  EXPECT_NE(cg.error().message().find((root_ / "pids/run1").string()), std::string::npos)
+      << cg.error().message();
+  EXPECT_EQ(Get(root_ / "pids/run1/pids.max"), "1");
+  EXPECT_FALSE(fs::exists(root_ / "memory/run1"));  // made by the attempt, removed again
+  EXPECT_FALSE(fs::exists(root_ / "cpuacct/run1"));
+}
+
+TEST_F(FakeCgroupFs, MakingAManagerRemovesTheEmptyRunCgroupsOfEndedProcessesOnly) {
+  Put(root_ / "cgroup.controllers", "memory pids\n");
+  Put(root_ / "cgroup.subtree_control", "");
+  Put(root_ / "polyrun/cgroup.subtree_control", "");
+  const pid_t ended = ::fork();
+  ASSERT_GE(ended, 0);
+  if (ended == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(ended, nullptr, 0), ended);
+  const std::string dead = "run-" + std::to_string(ended) + "-";
+  for (const std::string& name :
+       {dead + "1", dead + "2", "run-" + std::to_string(::getpid()) + "-7", std::string("run-1-1"),
+        std::string("run-x-1"), std::string("other")}) {
+    fs::create_directories(root_ / "polyrun" / name);
+  }
+  Put(root_ / "polyrun" / (dead + "2") / "cgroup.procs", "4242\n");  // not empty: stays
+
+  auto mgr = MakeCgroupV2(root_.string());
+  ASSERT_TRUE(mgr) << mgr.error().message();
+  EXPECT_FALSE(fs::exists(root_ / "polyrun" / (dead + "1")));
+  for (const std::string& name :
+       {dead + "2", "run-" + std::to_string(::getpid()) + "-7", std::string("run-1-1"),
+        std::string("run-x-1"), std::string("other")}) {
+    EXPECT_TRUE(fs::exists(root_ / "polyrun" / name)) << name;
+  }
+}
+
+// Stands in for a host where some run names are taken.
+class TakenNames final : public CgroupManager {
+ public:
+  explicit TakenNames(int taken) : taken_(taken) {}
+  Result<std::unique_ptr<Cgroup>> Create(const std::string& name, const CgroupLimits&) override {
+    names.push_back(name);
+    if (static_cast<int>(names.size()) <= taken_) {
+      return std::unexpected(Error{Errc::kConflict, name + ": exists", "mkdir", EEXIST});
+    }
+    return std::unique_ptr<Cgroup>();
+  }
+  std::string Describe() const override { return "taken names"; }
+  std::vector<std::string> names;
+
+ private:
+  int taken_;
+};
+
+TEST(CgroupManagerCreateRun, SkipsNamesThatExistAndGivesUpOnAHostThatLeaksThem) {
+  TakenNames some(2);
+  ASSERT_TRUE(some.CreateRun({1 << 20, 8}));
+  ASSERT_EQ(some.names.size(), 3u);
+  const std::string prefix = "run-" + std::to_string(::getpid()) + "-";
+  for (const auto& n : some.names) EXPECT_TRUE(n.starts_with(prefix)) << n;
+  EXPECT_NE(some.names[0], some.names[1]);
+  EXPECT_NE(some.names[1], some.names[2]);
+
+  TakenNames all(1000);
+  auto none = all.CreateRun({1 << 20, 8});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, Errc::kConflict);
+  EXPECT_EQ(all.names.size(), 16u);
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // KillAll() signals any listed pid as a second fence.
 #include <unistd.h>
 
+#include <iterator>
+
 #include "sandbox/cgroup.h"
 #include "sandbox/cgroup_common.h"
 
@@ -76,8 +78,13 @@ class CgroupV1Manager final : public CgroupManager {
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                          const CgroupLimits& limits) override {
     std::string mem = memory_ + "/" + name, pids = pids_ + "/" + name, cpu = cpuacct_ + "/" + name;
-    for (const auto* dir : {&mem, &pids, &cpu}) {
-      if (auto r = MakeDir(*dir); !r) return std::unexpected(r.error());
+    const std::string* dirs[] = {&mem, &pids, &cpu};
+    for (size_t i = 0; i < std::size(dirs); ++i) {
+      if (auto r = MakeRunDir(*dirs[i]); !r) {
+        // Those made here are new and empty.
+        while (i-- > 0) ::rmdir(dirs[i]->c_str());
+        return std::unexpected(r.error());
+      }
     }
     auto cg = std::make_unique<CgroupV1>(mem, pids, cpu);
     const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -124,6 +131,7 @@ Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
       return Fail(Errc::kUnsupported, *dir + ": no " + file + " (controller not mounted here?)");
     }
   }
+  for (const auto* dir : {&memory, &pids, &cpuacct}) cgroup_internal::SweepDeadRuns(*dir);
   return std::make_unique<CgroupV1Manager>(memory, pids, cpuacct);
 }
 

@@ -83,7 +83,7 @@ class CgroupV2Manager final : public CgroupManager {
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                          const CgroupLimits& limits) override {
     std::string dir = base_ + "/" + name;
-    if (auto r = MakeDir(dir); !r) return std::unexpected(r.error());
+    if (auto r = MakeRunDir(dir); !r) return std::unexpected(r.error());
     auto cg = std::make_unique<CgroupV2>(dir);
     if (auto r = WriteChecked(dir, "memory.max", std::to_string(limits.memory_bytes), 4096); !r) {
       return std::unexpected(r.error());
@@ -142,6 +142,7 @@ Result<std::unique_ptr<CgroupManager>> MakeCgroupV2(const std::string& parent) {
   std::string base = parent + "/polyrun";
   if (auto r = MakeDir(base); !r) return std::unexpected(r.error());
   if (auto r = EnableControllers(base); !r) return std::unexpected(r.error());
+  cgroup_internal::SweepDeadRuns(base);
   return std::make_unique<CgroupV2Manager>(base);
 }
 

@@ -492,7 +492,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   plan.sync_fd = sync->read.get();
   plan.frames_fd = frames ? frames->write.get() : -1;
 
-  auto cgroup = config_.cgroups->Create(NextRunCgroupName(), {lim.memory_bytes, lim.processes});
+  auto cgroup = config_.cgroups->CreateRun({lim.memory_bytes, lim.processes});
   if (!cgroup) return std::unexpected(cgroup.error());
 
   const std::vector<std::string> join_files = (*cgroup)->SelfJoinFiles();

@@ -8,7 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -33,14 +32,6 @@ inline Result<Pipe> MakePipe() {
 
 inline void SetNonBlocking(int fd) {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-// A name for a run's cgroup, unique in this process ("run-<pid>-<n>"). Process-wide: two Sandbox
-// objects in one process (a server's engine beside a tool's) must never name the same cgroup,
-// or one's cleanup would kill the other's tree.
-inline std::string NextRunCgroupName() {
-  static std::atomic<uint64_t> counter{0};
-  return "run-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
 }
 
 // Seccomp programs are immutable; each distinct profile is built once.

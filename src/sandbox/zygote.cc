@@ -302,7 +302,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
   StartedTree& server = *zygote.tree_.tree_;
   if (!server.pid_fd.valid()) return Fail(Errc::kUnavailable, "zygote: gone");
 
-  auto cgroup = config_.cgroups->Create(NextRunCgroupName(), {lim.memory_bytes, lim.processes});
+  auto cgroup = config_.cgroups->CreateRun({lim.memory_bytes, lim.processes});
   if (!cgroup) return std::unexpected(cgroup.error());
   // Opened here, written by the run's first process: the kernel checks the opener's rights.
   std::vector<UniqueFd> cgroup_files;

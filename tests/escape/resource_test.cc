@@ -1,5 +1,12 @@
 // DESIGN §6.4-6.6: limits end the whole tree, nothing outlives a run, floods stay bounded.
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "escape.h"
 
@@ -225,6 +232,87 @@ TEST_F(ResourceTest, FillingTmpFailsWithEnospcAndIsForgotten) {
   EXPECT_GE(r.usage.memory_bytes, 45ull << 20) << Describe(r);
   EXPECT_LT(shmem_after - std::min(shmem_after, shmem_before), 16u << 10)
       << "host Shmem grew from " << shmem_before << " kB to " << shmem_after << " kB";
+}
+
+// A run's cgroup is its own: never one that a process which ended without removing it left
+// behind (a killed server, a crash), whose pid this process may now have. Such a directory can
+// still hold that run's limits, or a process that escaped its kill.
+TEST_F(ResourceTest, ARunNeverTakesOverACgroupAnEndedProcessLeft) {
+  auto cgroups = sandbox::DetectCgroups();
+  ASSERT_TRUE(cgroups) << cgroups.error().message();
+  // The number the next run's name gets ("run-<pid>-<n>"): one more than a probe's.
+  std::string probe_name;
+  {
+    auto probe = (*cgroups)->CreateRun({64 << 20, 16});
+    ASSERT_TRUE(probe) << probe.error().message();
+    probe_name = std::filesystem::path((*probe)->SelfMoveFiles().front()).parent_path().filename();
+  }
+  const std::string prefix = "run-" + std::to_string(::getpid()) + "-";
+  ASSERT_TRUE(probe_name.starts_with(prefix)) << probe_name;
+  const uint64_t n = std::stoull(probe_name.substr(prefix.size()));
+  std::vector<std::filesystem::path> stale;
+  for (uint64_t k = n + 1; k <= n + 3; ++k) {
+    for (const auto& dir : PolyrunCgroupDirs()) {
+      stale.push_back(std::filesystem::path(dir) / (prefix + std::to_string(k)));
+      ASSERT_EQ(::mkdir(stale.back().c_str(), 0755), 0) << stale.back() << ": " << errno;
+      if (std::filesystem::exists(stale.back() / "pids.max")) {
+        std::ofstream(stale.back() / "pids.max") << "3";
+      }
+    }
+  }
+  auto r = Run("bash", "for i in 1 2 3 4 5 6; do sleep 0.01 & done; wait; echo ok\n");
+  ASSERT_TRUE(engine().sandbox().Settle());
+  std::string untouched;
+  for (const auto& dir : stale) {
+    std::ifstream limit(dir / "pids.max");
+    std::string value;
+    if (limit >> value) untouched += dir.filename().string() + ":" + value + " ";
+    ::rmdir(dir.c_str());
+  }
+  EXPECT_EQ(r.status, Status::kOk) << Describe(r);
+  EXPECT_EQ(r.stdout_text, "ok\n") << Describe(r);
+  // The stale cgroups keep the limit they were left with: the run wrote its own elsewhere.
+  EXPECT_EQ(untouched, prefix + std::to_string(n + 1) + ":3 " + prefix + std::to_string(n + 2) +
+                           ":3 " + prefix + std::to_string(n + 3) + ":3 ")
+      << "a run wrote its limits into a cgroup left by an ended process";
+}
+
+// Starting polyrun removes the empty run cgroups of processes that ended without removing them,
+// and nothing of a live process.
+TEST_F(ResourceTest, StartingRemovesTheRunCgroupsEndedProcessesLeftAndNoOthers) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  const pid_t live = ::fork();
+  ASSERT_GE(live, 0);
+  if (live == 0) {
+    char c;
+    ::close(gate[1]);
+    (void)::read(gate[0], &c, 1);  // until the test closes its end
+    ::_exit(0);
+  }
+  ::close(gate[0]);
+  const pid_t ended = ::fork();
+  ASSERT_GE(ended, 0);
+  if (ended == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(ended, nullptr, 0), ended);
+  const auto dirs = PolyrunCgroupDirs();
+  for (const auto& dir : dirs) {
+    for (pid_t pid : {ended, live}) {
+      const auto path = std::filesystem::path(dir) / ("run-" + std::to_string(pid) + "-1");
+      EXPECT_EQ(::mkdir(path.c_str(), 0755), 0) << path << ": " << errno;
+    }
+  }
+  auto again = sandbox::DetectCgroups();
+  size_t ended_left = 0, live_left = 0;
+  for (const auto& dir : dirs) {
+    ended_left += ::rmdir((dir + "/run-" + std::to_string(ended) + "-1").c_str()) == 0;
+    live_left += ::rmdir((dir + "/run-" + std::to_string(live) + "-1").c_str()) == 0;
+  }
+  ::close(gate[1]);
+  ASSERT_EQ(::waitpid(live, nullptr, 0), live);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(ended_left, 0u) << "run cgroups of an ended process were left";
+  EXPECT_EQ(live_left, dirs.size()) << "a live process's run cgroup was removed";
 }
 
 }  // namespace
