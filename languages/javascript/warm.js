@@ -52,23 +52,25 @@ function readLine() {
 }
 
 // Work every run's first console.log would do, done ahead of it (~6 ms of a run): Node makes
-// its stream classes, its pipe binding and its formatting code on first use. Done here on the
-// readiness pipe and on a Console that writes nowhere and never colours (colouring looks at
-// process.stderr), so that fds 1 and 2 stay as a cold run finds them: making process.stdout or
+// its stream classes, its pipe binding and its formatting code on first use. Done here on a
+// Console that writes nowhere and never colours (colouring looks at process.stderr), and below on
+// the readiness pipe, so that fds 1 and 2 stay as a cold run finds them: making process.stdout or
 // process.stderr for a pipe sets O_NONBLOCK on it, which a child would inherit.
-const ready = new (require('net').Socket)({fd: 3, readable: false, writable: true});
-ready.on('error', () => {});  // only if the host gave up on us: it reads fd 3 no more
-ready.write('R');
-if (ready.writableLength !== 0) throw new Error('polyrun warm: fd 3 did not take "R" at once');
-// The same pipe again, for the run's end (below), on a descriptor Node opens close-on-exec: no
-// program the run starts inherits it.
-const end = fs.openSync('/proc/self/fd/3', 'w');
-ready._handle.close();  // closes fd 3 now; ready.destroy() would look at process.stderr
-if (fs.existsSync('/proc/self/fd/3')) throw new Error('polyrun warm: fd 3 is still open');
 const {Writable} = require('stream');
 const nowhere = () => new Writable({write: (chunk, encoding, done) => done()});
 new (require('console').Console)({stdout: nowhere(), stderr: nowhere(), colorMode: false})
     .log('%s %d %o', 'polyrun', 1, {warm: [1]});
+// The pipe of "R" again, for the run's end (below), on a descriptor Node opens close-on-exec: no
+// program the run starts inherits it.
+const end = fs.openSync('/proc/self/fd/3', 'w');
+// "R" comes last: the host hands this sandbox a run as soon as it reads it, so everything a run
+// would otherwise wait for is done by then.
+const ready = new (require('net').Socket)({fd: 3, readable: false, writable: true});
+ready.on('error', () => {});  // only if the host gave up on us: it reads fd 3 no more
+ready.write('R');
+if (ready.writableLength !== 0) throw new Error('polyrun warm: fd 3 did not take "R" at once');
+ready._handle.close();  // closes fd 3 now; ready.destroy() would look at process.stderr
+if (fs.existsSync('/proc/self/fd/3')) throw new Error('polyrun warm: fd 3 is still open');
 const header = JSON.parse(readExact(Number(readLine())).toString('utf8'));
 for (const f of header.files) {
   const file = path.join('/work', f.name);

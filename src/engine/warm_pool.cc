@@ -105,7 +105,13 @@ WarmPool::Lane* WarmPool::Neediest(Clock::time_point now, Clock::time_point& wak
   const uint64_t used = MemoryLocked();
   for (auto& [id, lane] : lanes_) {
     if (lane.ready.size() >= lane.target || now < lane.retry_at) continue;
-    if (lane.running > 0 && !lane.ready.empty()) continue;  // RunEnded wakes us
+    if (lane.running > 0) {  // RunEnded wakes us
+      if (!lane.ready.empty()) continue;
+      if (const auto due = lane.last_take + options_.empty_refill_grace; now < due) {
+        wake = std::min(wake, due);
+        continue;
+      }
+    }
     if (used + lane.entry_bytes > options_.memory_budget) continue;
     const bool asked = lane.stats.taken + lane.stats.missed > 0;
     if (asked && now < lane.last_take + lane.quiet) {

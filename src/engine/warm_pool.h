@@ -33,6 +33,12 @@ class WarmPool {
     // once). Under sustained demand the other path serves, and the refill's interpreter starts
     // do not take the CPU from it; a run that comes after a pause finds a sandbox ready.
     std::map<std::string, std::chrono::milliseconds> refill_when_quiet;
+    // A take that empties a lane refills it once the runs on its sandboxes have ended, or this
+    // long after the take if they go on. A refill (an interpreter's start: 25-30 ms of CPU for
+    // Python, more for others) started at the take took a core from the run that took the
+    // sandbox; a next sandbox ready that much sooner rarely serves anyone, as the refill takes
+    // longer than the grace. (A lane with sandboxes left waits for the runs' end, however long.)
+    std::chrono::milliseconds empty_refill_grace{10};
   };
   struct Stats {
     size_t ready = 0;           // waiting now

@@ -307,13 +307,35 @@ TEST_F(WarmEscapeTest, APoolWithASandboxLeftRefillsOnceTheRunOnItsSandboxHasEnde
   pool.RunEnded("a");
   ASSERT_TRUE(PoolReaches(pool, has(2), "a"));
   // With one left, a run on the other holds its refill back. "b", emptied after it, refills
-  // at once: once it has, the filler has passed "a" by.
+  // after its grace (its run goes on): once it has, the filler has passed "a" by.
   ASSERT_TRUE(pool.Take("a"));
   ASSERT_TRUE(pool.Take("b"));
   ASSERT_TRUE(PoolReaches(pool, has(1), "b"));
   EXPECT_EQ(pool.stats()["a"].ready, 1u) << "refilled beside the run on its sandbox";
   pool.RunEnded("a");
   EXPECT_TRUE(PoolReaches(pool, has(2), "a"));
+}
+
+TEST_F(WarmEscapeTest, AnEmptiedPoolRefillsWhenItsRunEndsOrElseAfterItsGrace) {
+  WarmPool::Options options;
+  options.max_per_language = 1;
+  options.empty_refill_grace = std::chrono::seconds(2);
+  WarmPool pool(engine_->sandbox(), {{"sh", ShellBootstrap("printf R >&3; exec 3>&-; read line")}},
+                options);
+  const auto one = [](const WarmPool::Stats& s) { return s.ready == 1; };
+  ASSERT_TRUE(PoolReaches(pool, one));
+  // A short run: the refill starts at its end, long before the grace is over.
+  ASSERT_TRUE(pool.Take("sh"));
+  pool.RunEnded("sh");
+  auto t0 = Clock::now();
+  ASSERT_TRUE(PoolReaches(pool, one));
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2)) << "waited out the grace after the run";
+  // A run that goes on: the lane is not left empty for longer than the grace.
+  t0 = Clock::now();
+  ASSERT_TRUE(pool.Take("sh"));
+  ASSERT_TRUE(PoolReaches(pool, one));
+  EXPECT_GE(Clock::now() - t0, std::chrono::seconds(2)) << "refilled beside the run at once";
+  pool.RunEnded("sh");
 }
 
 TEST_F(WarmEscapeTest, PoolShrinksWhenIdle) {
