@@ -105,7 +105,7 @@ WarmPool::Lane* WarmPool::Neediest(Clock::time_point now, Clock::time_point& wak
   const uint64_t used = MemoryLocked();
   for (auto& [id, lane] : lanes_) {
     if (lane.ready.size() >= lane.target || now < lane.retry_at) continue;
-    if (lane.running > 0) {  // RunEnded wakes us
+    if (lane.running > 0) {  // RunEnded wakes us, or the grace's end
       if (!lane.ready.empty()) continue;
       if (const auto due = lane.last_take + options_.empty_refill_grace; now < due) {
         wake = std::min(wake, due);

@@ -90,11 +90,10 @@ Result<void> MakeRunDir(const std::string& path) {
   return {};
 }
 
-size_t SweepDeadRuns(const std::string& parent) {
+void SweepDeadRuns(const std::string& parent) {
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(parent.c_str()), ::closedir);
-  if (!dir) return 0;
+  if (!dir) return;
   const pid_t self = ::getpid();
-  size_t removed = 0;
   while (const dirent* entry = ::readdir(dir.get())) {
     // "run-<pid>-<n>", as CgroupManager::CreateRun names them.
     std::string_view name = entry->d_name;
@@ -104,9 +103,8 @@ size_t SweepDeadRuns(const std::string& parent) {
     auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), pid);
     if (ec != std::errc() || pid <= 0 || end == name.data() + name.size() || *end != '-') continue;
     if (pid == self || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
-    if (::rmdir((parent + "/" + entry->d_name).c_str()) == 0) ++removed;
+    ::rmdir((parent + "/" + entry->d_name).c_str());  // refused while it holds processes
   }
-  return removed;
 }
 
 void KillProcs(const std::string& dir) {

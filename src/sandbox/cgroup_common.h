@@ -23,8 +23,7 @@ void SetRunDirHookForTesting(void (*made)(const std::string& dir));
 // Removes the empty run directories ("run-<pid>-<n>") in `parent` whose creating process has
 // ended: those a killed or crashed polyrun left. Skips this process's own and any a live process
 // (of this PID namespace) owns; a directory that still holds processes stays (rmdir refuses it).
-// Returns how many it removed.
-size_t SweepDeadRuns(const std::string& parent);
+void SweepDeadRuns(const std::string& parent);
 // Kills every pid listed in dir/cgroup.procs.
 void KillProcs(const std::string& dir);
 bool ProcsEmpty(const std::string& dir);

@@ -3,7 +3,6 @@ process right after the shutdown reply, so the kernel must have finished tearing
 sandbox down by then (its run cgroup used to be left behind about every other time)."""
 
 import glob
-import os
 import unittest
 
 from jupyter_client.manager import start_new_kernel
