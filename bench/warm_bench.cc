@@ -140,6 +140,25 @@ void AwaitZygote(Engine& engine, const std::string& language) {
   }
 }
 
+// Waits (bounded, 120 s) until every warm pool of `engine` has a sandbox ready or has failed
+// to start one, and every zygote runs or has failed: the first fills (a JVM, R) would
+// otherwise run beside the first measurements, whichever languages are measured.
+void AwaitFirstFills(Engine& engine) {
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  auto filling = [&engine] {
+    for (const auto& [lang, st] : engine.WarmPoolStats()) {
+      if (st.ready == 0 && st.failed == 0) return true;
+    }
+    for (const auto& [lang, st] : engine.ZygoteStats()) {
+      if (!st.ready && st.last_error.empty()) return true;
+    }
+    return false;
+  };
+  while (filling() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 // Sustained throughput of Python `print(1)` at each concurrency: that many threads each running
 // back to back for `seconds`, per path. Warm runs fall back to cold ones whenever the pool is
 // empty, so "warm" reports which share of its runs found a sandbox ready; "served" (warm pools
@@ -239,6 +258,8 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
   warm_engine->StartWarmPools();
   auto zygote_engine = MakeEngine(cache, 0, true);
   zygote_engine->StartWarmPools();
+  AwaitFirstFills(*warm_engine);
+  AwaitFirstFills(*zygote_engine);
 
   json results = json::object();
   std::printf("%-11s %-6s %10s %10s %10s   %s\n", "language", "path", "median ms", "p90 ms",

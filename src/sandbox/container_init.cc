@@ -205,6 +205,48 @@ void SendArtifacts(const ChildPlan& plan) {
   }
 }
 
+struct ProgramStart {
+  const ChildPlan* plan;
+  int exec_err_fd;  // where the child writes execve's errno if it fails
+};
+
+// The program's process until its execve, sharing the init's memory (RunContainerInit): it
+// touches only its own stack and `start`, and leaves through execve or _exit.
+int StartProgram(void* arg) {
+  const auto& start = *static_cast<ProgramStart*>(arg);
+  const ChildPlan& plan = *start.plan;
+  ::setpgid(0, 0);
+  // The program starts with no signal blocked or ignored, whatever polyrun's thread had:
+  // `serve` blocks SIGINT/SIGTERM in every thread and `run` ignores SIGPIPE, and execve
+  // keeps both (a session driver could then never be interrupted).
+  // The raw system call: glibc's sigaction refuses its reserved signals (32, 33), which a
+  // parent may still have left ignored.
+  struct KernelSigaction {
+    uintptr_t handler = 0;  // SIG_DFL
+    unsigned long flags = 0;
+    uintptr_t restorer = 0;
+    uint64_t mask = 0;
+  } dfl;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) {
+      ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::close(kStatusFd);
+  if (plan.frames_fd >= 0) {
+    if (::dup2(kFramesFd, kProgramFramesFd) < 0) ::_exit(127);
+    ::close(kFramesFd);
+  }
+  ::execve(plan.argv[0], const_cast<char* const*>(plan.argv.data()),
+           const_cast<char* const*>(plan.envp.data()));
+  int err = errno;
+  WriteAll(start.exec_err_fd, &err, sizeof err);
+  ::_exit(127);
+}
+
 }  // namespace
 
 [[noreturn]] void RunContainerInit(const ChildPlan& plan) {
@@ -308,43 +350,22 @@ void SendArtifacts(const ChildPlan& plan) {
   int exec_pipe[2];
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) Die("pipe2", nullptr, errno);
 
-  // A raw clone, not glibc's fork(): fork() would take malloc's locks, which another thread
-  // of polyrun may have held at the moment we were cloned.
-  long child = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, 0);
+  // The program is started as posix_spawn starts one: in our memory, with us suspended until
+  // its execve (CLONE_VM | CLONE_VFORK). A copy of our address space, which is a copy of
+  // polyrun's, would cost its page tables, the faults on both sides and its teardown at the
+  // execve, all on the run's critical path. Every signal stays blocked across the clone so
+  // that no handler of ours runs on the child's stack before it has reset them: the raw
+  // system call, because glibc's sigprocmask leaves its own signals (32, 33) unblocked.
+  const uint64_t all = ~uint64_t{0};
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, sizeof all);
+  ProgramStart start{&plan, exec_pipe[1]};
+  alignas(16) static char program_stack[64 * 1024];
+  // glibc's clone() only wraps the system call: no locks, nothing of the calling thread's
+  // state (the contract at the top of this file).
+  const int child = ::clone(StartProgram, program_stack + sizeof program_stack,
+                            CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
   if (child < 0) Die("clone program", nullptr, errno);
-  if (child == 0) {
-    ::setpgid(0, 0);
-    // The program starts with no signal blocked or ignored, whatever polyrun's thread had:
-    // `serve` blocks SIGINT/SIGTERM in every thread and `run` ignores SIGPIPE, and execve
-    // keeps both (a session driver could then never be interrupted).
-    // The raw system call: glibc's sigaction refuses its reserved signals (32, 33), which a
-    // parent may still have left ignored.
-    struct KernelSigaction {
-      uintptr_t handler = 0;  // SIG_DFL
-      unsigned long flags = 0;
-      uintptr_t restorer = 0;
-      uint64_t mask = 0;
-    } dfl;
-    for (int sig = 1; sig < NSIG; ++sig) {
-      if (sig != SIGKILL && sig != SIGSTOP) {
-        ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof dfl.mask);
-      }
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::close(kStatusFd);
-    if (plan.frames_fd >= 0) {
-      if (::dup2(kFramesFd, kProgramFramesFd) < 0) ::_exit(127);
-      ::close(kFramesFd);
-    }
-    ::close(exec_pipe[0]);
-    ::execve(plan.argv[0], const_cast<char* const*>(plan.argv.data()),
-             const_cast<char* const*>(plan.envp.data()));
-    int err = errno;
-    WriteAll(exec_pipe[1], &err, sizeof err);
-    ::_exit(127);
-  }
+  sigprocmask(SIG_SETMASK, &forwarded, nullptr);
   ::close(exec_pipe[1]);
   int exec_err = 0;
   do {

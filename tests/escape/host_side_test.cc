@@ -302,5 +302,21 @@ TEST_F(HostSideTest, ProgramStartsWithNoSignalBlockedOrIgnored) {
             "SigIgn:\t0000000000000000\n");
 }
 
+// A program that cannot be executed is reported as such, naming the call, the file and the
+// error; the init, which shares its memory with the program until the program's execve, goes on
+// to report it (docs/performance.md, "The cold path").
+TEST_F(HostSideTest, AProgramThatCannotBeExecutedIsReportedWithItsError) {
+  for (const auto& [path, error] : std::vector<std::pair<std::string, std::string>>{
+           {"/usr/bin/polyrun-no-such-program", "No such file or directory"},
+           {"/etc/ld.so.cache", "Permission denied"}}) {
+    adjust_ = [&](sandbox::SandboxSpec& spec) { spec.argv = {path}; };
+    auto r = RunShell("", {});
+    EXPECT_EQ(r.termination, sandbox::Termination::kExecFailed) << path;
+    EXPECT_EQ(r.setup_error, "execve " + path + ": " + error);
+  }
+  adjust_ = nullptr;
+  EXPECT_EQ(RunShell("echo after", {}).stdout_data, "after\n");
+}
+
 }  // namespace
 }  // namespace polyrun::escape
