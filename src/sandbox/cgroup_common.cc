@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,6 +70,43 @@ Result<void> WriteChecked(const std::string& dir, const std::string& file, const
 Result<void> MakeDir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return SysFail("mkdir", path);
   return {};
+}
+
+Result<SharedDir> SharedDir::Open(const std::string& path) {
+  // Each lap loses only to a last user removing the directory between our mkdir and our lock.
+  constexpr int kAttempts = 8;
+  for (int i = 0; i < kAttempts; ++i) {
+    if (auto r = MakeDir(path); !r) return std::unexpected(r.error());
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) {
+      if (errno == ENOENT) continue;
+      return SysFail("open", path);
+    }
+    int rc = 0;
+    do {
+      rc = ::flock(fd.get(), LOCK_SH);
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0) return SysFail("flock", path);
+    struct stat held {
+    }, named{};
+    if (::fstat(fd.get(), &held) != 0) return SysFail("fstat", path);
+    if (::stat(path.c_str(), &named) != 0) {
+      if (errno == ENOENT) continue;
+      return SysFail("stat", path);
+    }
+    if (held.st_ino == named.st_ino && held.st_dev == named.st_dev) {
+      return SharedDir(path, std::move(fd));
+    }
+  }
+  return Fail(Errc::kConflict, path + ": removed again each time it was made (" +
+                                   std::to_string(kAttempts) + " times)");
+}
+
+SharedDir::~SharedDir() {
+  if (!fd_.valid()) return;
+  // Refused while any other process holds its shared lock. Failing, it may drop ours (flock
+  // converts by unlocking first), which is what closing does next anyway.
+  if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) ::rmdir(path_.c_str());
 }
 
 namespace {

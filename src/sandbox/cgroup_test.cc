@@ -3,12 +3,15 @@
 #include "sandbox/cgroup.h"
 
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "sandbox/cgroup_common.h"
 
@@ -198,6 +201,93 @@ TEST_F(FakeCgroupFs, MakingAManagerRemovesTheEmptyRunCgroupsOfEndedProcessesOnly
         std::string("run-x-1"), std::string("other")}) {
     EXPECT_TRUE(fs::exists(root_ / "polyrun" / name)) << name;
   }
+}
+
+// The directory runs are made in is removed by the last polyrun process that used it, when it
+// holds nothing; a plain directory stands in for the cgroup one (rmdir refuses both when not
+// empty).
+TEST_F(FakeCgroupFs, ASharedDirIsRemovedByItsLastUserAndOnlyWhenEmpty) {
+  const std::string path = (root_ / "polyrun").string();
+  {
+    auto first = cgroup_internal::SharedDir::Open(path);
+    ASSERT_TRUE(first) << first.error().message();
+    {
+      auto second = cgroup_internal::SharedDir::Open(path);
+      ASSERT_TRUE(second) << second.error().message();
+    }
+    EXPECT_TRUE(fs::is_directory(path)) << "removed while another user held it";
+  }
+  EXPECT_FALSE(fs::exists(path)) << "the last user left it";
+
+  {
+    auto user = cgroup_internal::SharedDir::Open(path);
+    ASSERT_TRUE(user) << user.error().message();
+    fs::create_directory(fs::path(path) / "run-1-1");  // a run the graveyard could not remove
+  }
+  EXPECT_TRUE(fs::is_directory(fs::path(path) / "run-1-1"));
+}
+
+TEST_F(FakeCgroupFs, ASharedDirStaysWhileAnotherProcessUsesIt) {
+  const std::string path = (root_ / "polyrun").string();
+  int ready[2], done[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  const pid_t other = ::fork();
+  ASSERT_GE(other, 0);
+  if (other == 0) {
+    ::close(ready[0]);
+    ::close(done[1]);
+    auto held = cgroup_internal::SharedDir::Open(path);
+    char c = held ? 'y' : 'n';
+    (void)::write(ready[1], &c, 1);
+    (void)::read(done[0], &c, 1);  // until the test closes its end
+    ::_exit(0);  // like a killed process: its lock goes, the directory stays for the next
+  }
+  ::close(ready[1]);
+  ::close(done[0]);
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  { auto mine = cgroup_internal::SharedDir::Open(path); }
+  EXPECT_TRUE(fs::is_directory(path)) << "removed while another process held it";
+  ::close(done[1]);
+  ASSERT_EQ(::waitpid(other, nullptr, 0), other);
+  ::close(ready[0]);
+  { auto last = cgroup_internal::SharedDir::Open(path); }
+  EXPECT_FALSE(fs::exists(path));
+}
+
+// A process that got its lock only after the last user removed the directory makes it again,
+// rather than holding a lock on a directory nobody can see.
+TEST_F(FakeCgroupFs, ASharedDirRemovedWhileWaitingForItsLockIsMadeAgain) {
+  const fs::path path = root_ / "polyrun";
+  fs::create_directory(path);
+  struct stat old {};
+  ASSERT_EQ(::stat(path.c_str(), &old), 0);
+  // The last user, about to remove it, holds it exclusively.
+  UniqueFd last(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(last.valid());
+  ASSERT_EQ(::flock(last.get(), LOCK_EX), 0);
+  Result<cgroup_internal::SharedDir> opened = std::unexpected(Error{});
+  std::thread opener([&] { opened = cgroup_internal::SharedDir::Open(path.string()); });
+  // Until the opener waits for the lock: /proc/locks shows a blocked request ("->") on it.
+  const std::string inode = ":" + std::to_string(old.st_ino) + " ";
+  bool waiting = false;
+  for (int i = 0; i < 5000 && !waiting; ++i) {
+    std::ifstream locks("/proc/locks");
+    for (std::string line; std::getline(locks, line);) {
+      waiting |= line.find("->") != std::string::npos && line.find(inode) != std::string::npos;
+    }
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(waiting) << "the opener never waited for the lock";
+  ASSERT_EQ(::rmdir(path.c_str()), 0);
+  last.reset();
+  opener.join();
+  ASSERT_TRUE(opened) << opened.error().message();
+  struct stat now {};
+  ASSERT_EQ(::stat(path.c_str(), &now), 0) << "held a lock on a removed directory";
+  EXPECT_EQ(opened->path(), path.string());
 }
 
 // Stands in for a host where some run names are taken.

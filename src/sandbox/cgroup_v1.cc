@@ -72,12 +72,13 @@ class CgroupV1 final : public Cgroup {
 
 class CgroupV1Manager final : public CgroupManager {
  public:
-  CgroupV1Manager(std::string memory, std::string pids, std::string cpuacct)
+  CgroupV1Manager(SharedDir memory, SharedDir pids, SharedDir cpuacct)
       : memory_(std::move(memory)), pids_(std::move(pids)), cpuacct_(std::move(cpuacct)) {}
 
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                          const CgroupLimits& limits) override {
-    std::string mem = memory_ + "/" + name, pids = pids_ + "/" + name, cpu = cpuacct_ + "/" + name;
+    std::string mem = memory_.path() + "/" + name, pids = pids_.path() + "/" + name,
+                cpu = cpuacct_.path() + "/" + name;
     const std::string* dirs[] = {&mem, &pids, &cpu};
     for (size_t i = 0; i < std::size(dirs); ++i) {
       if (auto r = MakeRunDir(*dirs[i]); !r) {
@@ -109,11 +110,12 @@ class CgroupV1Manager final : public CgroupManager {
   }
 
   std::string Describe() const override {
-    return "cgroup v1 (memory: " + memory_ + ", pids: " + pids_ + ", cpuacct: " + cpuacct_ + ")";
+    return "cgroup v1 (memory: " + memory_.path() + ", pids: " + pids_.path() +
+           ", cpuacct: " + cpuacct_.path() + ")";
   }
 
  private:
-  std::string memory_, pids_, cpuacct_;
+  SharedDir memory_, pids_, cpuacct_;
 };
 
 }  // namespace
@@ -121,9 +123,12 @@ class CgroupV1Manager final : public CgroupManager {
 Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
                                                     const std::string& pids,
                                                     const std::string& cpuacct) {
-  for (const auto* dir : {&memory, &pids, &cpuacct}) {
-    if (auto r = cgroup_internal::MakeDir(*dir); !r) return std::unexpected(r.error());
-  }
+  auto mem = SharedDir::Open(memory);
+  if (!mem) return std::unexpected(mem.error());
+  auto pid = SharedDir::Open(pids);
+  if (!pid) return std::unexpected(pid.error());
+  auto cpu = SharedDir::Open(cpuacct);
+  if (!cpu) return std::unexpected(cpu.error());
   for (const auto& [dir, file] :
        {std::pair{&memory, "memory.limit_in_bytes"}, std::pair{&pids, "pids.max"},
         std::pair{&cpuacct, "cpuacct.usage"}}) {
@@ -132,7 +137,7 @@ Result<std::unique_ptr<CgroupManager>> MakeCgroupV1(const std::string& memory,
     }
   }
   for (const auto* dir : {&memory, &pids, &cpuacct}) cgroup_internal::SweepDeadRuns(*dir);
-  return std::make_unique<CgroupV1Manager>(memory, pids, cpuacct);
+  return std::make_unique<CgroupV1Manager>(std::move(*mem), std::move(*pid), std::move(*cpu));
 }
 
 }  // namespace polyrun::sandbox

@@ -78,11 +78,11 @@ class CgroupV2 final : public Cgroup {
 
 class CgroupV2Manager final : public CgroupManager {
  public:
-  explicit CgroupV2Manager(std::string base) : base_(std::move(base)) {}
+  explicit CgroupV2Manager(SharedDir base) : base_(std::move(base)) {}
 
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                          const CgroupLimits& limits) override {
-    std::string dir = base_ + "/" + name;
+    std::string dir = base_.path() + "/" + name;
     if (auto r = MakeRunDir(dir); !r) return std::unexpected(r.error());
     auto cg = std::make_unique<CgroupV2>(dir);
     if (auto r = WriteChecked(dir, "memory.max", std::to_string(limits.memory_bytes), 4096); !r) {
@@ -98,10 +98,10 @@ class CgroupV2Manager final : public CgroupManager {
     return cg;
   }
 
-  std::string Describe() const override { return "cgroup v2 (" + base_ + ")"; }
+  std::string Describe() const override { return "cgroup v2 (" + base_.path() + ")"; }
 
  private:
-  std::string base_;
+  SharedDir base_;
 };
 
 Result<void> EnableControllers(const std::string& dir) {
@@ -139,11 +139,11 @@ Result<std::unique_ptr<CgroupManager>> MakeCgroupV2(const std::string& parent) {
     }
   }
   if (auto r = EnableControllers(parent); !r) return std::unexpected(r.error());
-  std::string base = parent + "/polyrun";
-  if (auto r = MakeDir(base); !r) return std::unexpected(r.error());
-  if (auto r = EnableControllers(base); !r) return std::unexpected(r.error());
-  cgroup_internal::SweepDeadRuns(base);
-  return std::make_unique<CgroupV2Manager>(base);
+  auto base = SharedDir::Open(parent + "/polyrun");
+  if (!base) return std::unexpected(base.error());
+  if (auto r = EnableControllers(base->path()); !r) return std::unexpected(r.error());
+  cgroup_internal::SweepDeadRuns(base->path());
+  return std::make_unique<CgroupV2Manager>(std::move(*base));
 }
 
 }  // namespace polyrun::sandbox

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -313,6 +314,49 @@ TEST_F(ResourceTest, StartingRemovesTheRunCgroupsEndedProcessesLeftAndNoOthers) 
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_EQ(ended_left, 0u) << "run cgroups of an ended process were left";
   EXPECT_EQ(live_left, dirs.size()) << "a live process's run cgroup was removed";
+}
+
+// Nothing of polyrun is left in a cgroup it ran in once the last polyrun process there has ended:
+// a supervisor's job cgroup with a child left in it could not be removed. A cgroup of the test's
+// own, beside polyrun's, stands for that job's.
+TEST_F(ResourceTest, TheLastPolyrunProcessInACgroupLeavesNothingThere) {
+  const auto bases = PolyrunCgroupDirs();  // held by this suite's engine
+  ASSERT_FALSE(bases.empty());
+  std::vector<std::filesystem::path> jobs;
+  for (const auto& base : bases) {
+    jobs.push_back(std::filesystem::path(base).parent_path() /
+                   ("polyrun-test-job-" + std::to_string(::getpid())));
+    ASSERT_EQ(::mkdir(jobs.back().c_str(), 0755), 0) << jobs.back() << ": " << errno;
+  }
+  auto make = [&] {
+    return jobs.size() == 3 ? sandbox::MakeCgroupV1(jobs[0] / "polyrun", jobs[1] / "polyrun",
+                                                    jobs[2] / "polyrun")
+                            : sandbox::MakeCgroupV2(jobs[0]);
+  };
+  {
+    auto first = make();
+    ASSERT_TRUE(first) << first.error().message();
+    auto second = make();
+    ASSERT_TRUE(second) << second.error().message();
+    {
+      auto run = (*first)->CreateRun({64 << 20, 16});
+      ASSERT_TRUE(run) << run.error().message();
+      ASSERT_TRUE((*run)->Remove());
+    }
+    first->reset();
+    for (const auto& job : jobs) {
+      EXPECT_TRUE(std::filesystem::is_directory(job / "polyrun")) << "removed while in use";
+    }
+    auto run = (*second)->CreateRun({64 << 20, 16});
+    EXPECT_TRUE(run) << run.error().message();
+    if (run) {
+      EXPECT_TRUE((*run)->Remove());
+    }
+  }
+  for (const auto& job : jobs) {
+    EXPECT_FALSE(std::filesystem::exists(job / "polyrun")) << job << ": polyrun's was left";
+    EXPECT_EQ(::rmdir(job.c_str()), 0) << job << ": " << std::strerror(errno);
+  }
 }
 
 }  // namespace
