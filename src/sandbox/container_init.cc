@@ -207,13 +207,13 @@ void SendArtifacts(const ChildPlan& plan) {
 
 struct ProgramStart {
   const ChildPlan* plan;
-  int exec_err_fd;  // where the child writes execve's errno if it fails
+  int exec_err = 0;  // execve's errno, set by the child if it fails (our memory is its own)
 };
 
 // The program's process until its execve, sharing the init's memory (RunContainerInit): it
 // touches only its own stack and `start`, and leaves through execve or _exit.
 int StartProgram(void* arg) {
-  const auto& start = *static_cast<ProgramStart*>(arg);
+  auto& start = *static_cast<ProgramStart*>(arg);
   const ChildPlan& plan = *start.plan;
   ::setpgid(0, 0);
   // The program starts with no signal blocked or ignored, whatever polyrun's thread had:
@@ -242,8 +242,7 @@ int StartProgram(void* arg) {
   }
   ::execve(plan.argv[0], const_cast<char* const*>(plan.argv.data()),
            const_cast<char* const*>(plan.envp.data()));
-  int err = errno;
-  WriteAll(start.exec_err_fd, &err, sizeof err);
+  start.exec_err = errno;
   ::_exit(127);
 }
 
@@ -347,9 +346,6 @@ int StartProgram(void* arg) {
   }
   sigprocmask(SIG_BLOCK, &forwarded, nullptr);
 
-  int exec_pipe[2];
-  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) Die("pipe2", nullptr, errno);
-
   // The program is started as posix_spawn starts one: in our memory, with us suspended until
   // its execve (CLONE_VM | CLONE_VFORK). A copy of our address space, which is a copy of
   // polyrun's, would cost its page tables, the faults on both sides and its teardown at the
@@ -358,7 +354,7 @@ int StartProgram(void* arg) {
   // system call, because glibc's sigprocmask leaves its own signals (32, 33) unblocked.
   const uint64_t all = ~uint64_t{0};
   ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, sizeof all);
-  ProgramStart start{&plan, exec_pipe[1]};
+  ProgramStart start{&plan};
   alignas(16) static char program_stack[64 * 1024];
   // glibc's clone() only wraps the system call: no locks, nothing of the calling thread's
   // state (the contract at the top of this file).
@@ -366,13 +362,8 @@ int StartProgram(void* arg) {
                             CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
   if (child < 0) Die("clone program", nullptr, errno);
   sigprocmask(SIG_SETMASK, &forwarded, nullptr);
-  ::close(exec_pipe[1]);
-  int exec_err = 0;
-  do {
-    n = ::read(exec_pipe[0], &exec_err, sizeof exec_err);
-  } while (n < 0 && errno == EINTR);
-  ::close(exec_pipe[0]);
-  if (n == sizeof exec_err) Die("execve ", plan.argv[0], exec_err, InitReport::kExecFailed);
+  // We run again once the child has exec'd or ended; `start` says which.
+  if (start.exec_err != 0) Die("execve ", plan.argv[0], start.exec_err, InitReport::kExecFailed);
   // The program holds the pipes now; our copies would only delay EOF for the supervisor.
   ::close(0);
   ::close(1);
