@@ -240,6 +240,13 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
     return ::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode);
   });
   if (auto prog = CachedSeccomp({}); !prog) return std::unexpected(prog.error());
+  // The far end of a run's pipes is the program: one that ends without reading its stdin
+  // would end this process at the next write with SIGPIPE's default action. Every write to
+  // such a pipe, here and in the engine, handles EPIPE instead.
+  struct sigaction pipe_action {};
+  if (::sigaction(SIGPIPE, nullptr, &pipe_action) == 0 && pipe_action.sa_handler == SIG_DFL) {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
   std::unique_ptr<Sandbox> sandbox(new Sandbox(std::move(config)));
   // Chosen once: namespaces made ahead where this process may (root), with each run otherwise.
   if (sandbox->config_.netns_ready > 0) {

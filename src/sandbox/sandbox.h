@@ -61,6 +61,8 @@ class PreparedSandbox {
 class Sandbox {
  public:
   ~Sandbox();
+  // Also sets SIGPIPE to ignored in this process, unless it has a handler: a program that ends
+  // without reading its input must not end the host writing it (writes see EPIPE instead).
   static Result<std::unique_ptr<Sandbox>> Create(SandboxConfig config);
 
   // Blocks until the run is over: its program ended (or was killed), everything it wrote was

@@ -318,5 +318,17 @@ TEST_F(HostSideTest, AProgramThatCannotBeExecutedIsReportedWithItsError) {
   EXPECT_EQ(RunShell("echo after", {}).stdout_data, "after\n");
 }
 
+// DESIGN §6.5: the host writes a run's stdin into a pipe whose reader is the program. One that
+// ends without reading it must not end the host (SIGPIPE's default action) at the next write.
+TEST_F(HostSideTest, AProgramThatLeavesItsInputUnreadDoesNotEndTheHost) {
+  RunOptions options;
+  options.stdin_data = std::string(4 << 20, 'x');  // far more than a pipe holds
+  for (const char* code : {"print('gone')", "import os\nos.close(0)\nprint('closed')"}) {
+    auto r = Run("python", code, options);
+    EXPECT_EQ(r.status, Status::kOk) << Describe(r);
+  }
+  ExpectResponsive();
+}
+
 }  // namespace
 }  // namespace polyrun::escape
