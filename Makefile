@@ -110,9 +110,9 @@ lint: build format-check
 	  --checks=-bugprone-unchecked-optional-access
 
 ## bench: the suite of docs/performance.md, figures in bench/results/: cold-run latency against
-## the bare toolchains and bubblewrap; the sandbox's own cost; cold, warm (pooled) and zygote
-## (forked) runs beside the bare interpreter, and their throughput at concurrency 1-8; the
-## artifact cache; the server's overhead over the library, cold, warm, zygote, and in a
+## the bare toolchains and bubblewrap; the sandbox's own cost; cold, prebuilt, warm (pooled) and
+## zygote (forked) runs beside the bare interpreter, and their throughput at concurrency 1-8; the
+## artifact cache; the server's overhead over the library, cold, warm, zygote, prebuilt, and in a
 ## session over WebSocket; sessions against one-shot runs per language; the polyrun-python
 ## Jupyter kernel beside ipykernel; every language's hello world; then the latency plots
 bench: setup
@@ -125,6 +125,7 @@ bench: setup
 	./build-release/bench/server_bench
 	./build-release/bench/server_bench --warm-pools
 	./build-release/bench/server_bench --zygote
+	./build-release/bench/server_bench --prebuilt
 	./build-release/bench/session_bench
 	kernels=$$(mktemp -d) && trap 'rm -rf "$$kernels"' EXIT && \
 	  ./build-release/polyrun kernel install --prefix "$$kernels" python >/dev/null && \

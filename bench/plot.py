@@ -36,7 +36,10 @@ def ecdf(ax, samples, label):
 def main():
     results = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
     warm = load(results / "warm.json") or {}
-    servers = {k: load(results / f"{k}.json") for k in ("server", "server_warm", "server_zygote")}
+    servers = {
+        k: load(results / f"{k}.json")
+        for k in ("server", "server_prebuilt", "server_warm", "server_zygote")
+    }
     servers = {k: v for k, v in servers.items() if v and "samples_ms" in v["library_ms"]}
     languages = [k for k, v in warm.items() if isinstance(v, dict) and "code" in v]
     panels = [("lang", lang) for lang in languages]
@@ -50,7 +53,7 @@ def main():
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (kind, lang) in zip(axes[0], panels):
         if kind == "lang":
-            for path in ("bare", "cold", "warm", "zygote"):
+            for path in ("bare", "cold", "prebuilt", "warm", "zygote"):
                 if path in warm[lang]:
                     ecdf(ax, warm[lang][path]["samples_ms"], path)
             ax.set_title(f"{lang}: {warm[lang]['code']}")

@@ -1,5 +1,6 @@
-// The sandbox's own cost, without the CLI's process start: Sandbox::Run of a program beside a
-// bare posix_spawn of the same program, in one process and one run. Needs root (cgroups).
+// The sandbox's own cost, without the CLI's process start: Sandbox::Run of a program, and the
+// same in a sandbox built ahead of it, beside a bare posix_spawn of the same program, in one
+// process and one run. Needs root (cgroups).
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -58,13 +59,18 @@ void BM_Bare(benchmark::State& state) {
   state.SetLabel(argv[0]);
 }
 
-void BM_Sandboxed(benchmark::State& state) {
-  const auto& argv = kPrograms[static_cast<size_t>(state.range(0))];
+SandboxSpec Spec(const std::vector<std::string>& argv) {
   SandboxSpec spec;
   spec.argv = argv;
   spec.env = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8"};
   for (const char* p : {"/usr", "/bin", "/lib", "/lib64", "/etc/ld.so.cache"})
     spec.binds.push_back({p, false, ""});
+  return spec;
+}
+
+void BM_Sandboxed(benchmark::State& state) {
+  const auto& argv = kPrograms[static_cast<size_t>(state.range(0))];
+  const SandboxSpec spec = Spec(argv);
   for (auto _ : state) {
     auto r = TheSandbox()->Run(spec);
     if (!r || r->exit_code != 0) state.SkipWithError("sandboxed run failed");
@@ -72,8 +78,27 @@ void BM_Sandboxed(benchmark::State& state) {
   state.SetLabel(argv[0]);
 }
 
+// The same run in a sandbox built ahead of it (Sandbox::Prebuild, off the clock).
+void BM_Prebuilt(benchmark::State& state) {
+  const auto& argv = kPrograms[static_cast<size_t>(state.range(0))];
+  const SandboxSpec spec = Spec(argv);
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto box = TheSandbox()->Prebuild(spec);
+    if (!box || !box->WaitReady(std::chrono::seconds(10))) {
+      state.SkipWithError("prebuild failed");
+      break;
+    }
+    state.ResumeTiming();
+    auto r = TheSandbox()->RunPrebuilt(std::move(*box), spec);
+    if (!r || r->exit_code != 0) state.SkipWithError("prebuilt run failed");
+  }
+  state.SetLabel(argv[0]);
+}
+
 BENCHMARK(BM_Bare)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 BENCHMARK(BM_Sandboxed)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK(BM_Prebuilt)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
 }  // namespace
 

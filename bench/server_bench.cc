@@ -21,9 +21,11 @@
 // With --warm-pools the engine keeps warm pools (docs/performance.md) and every one-shot run
 // starts once the pool is full (its refill off the clock): (a), (d) and (b) are then warm runs, and
 // the figures go to bench/results/server_warm.json. With --zygote every one-shot run is forked
-// from python's zygote instead (bench/results/server_zygote.json).
+// from python's zygote instead (bench/results/server_zygote.json); with --prebuilt, each starts
+// in a sandbox built ahead of it, once the language's are all ready
+// (bench/results/server_prebuilt.json).
 //
-//   server_bench [--runs N] [--block B] [--warm-pools | --zygote] [--out FILE]
+//   server_bench [--runs N] [--block B] [--warm-pools | --zygote | --prebuilt] [--out FILE]
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -115,8 +117,11 @@ Args ParseArgs(int argc, char** argv) {
       a.start = "warm";
     } else if (arg == "--zygote") {
       a.start = "zygote";
+    } else if (arg == "--prebuilt") {
+      a.start = "prebuilt";
     } else {
-      Die("usage: server_bench [--runs N] [--block B] [--warm-pools | --zygote] [--out FILE]");
+      Die("usage: server_bench [--runs N] [--block B] [--warm-pools | --zygote | --prebuilt] "
+          "[--out FILE]");
     }
   }
   if (a.out.empty()) {
@@ -294,7 +299,8 @@ int Bench(const Args& args, const std::string& work) {
   cfg.languages_dir = POLYRUN_LANGUAGES_DIR;
   cfg.cache_dir = work + "/cache";
   cfg.zygotes = args.start == "zygote";
-  if (args.start == "zygote") cfg.warm_pool_size = 0;
+  if (args.start == "zygote" || args.start == "prebuilt") cfg.warm_pool_size = 0;
+  if (args.start != "prebuilt") cfg.prebuilt_sandboxes = 0;
   std::filesystem::create_directories(cfg.cache_dir);
   auto created = Engine::Create(cfg);
   if (!created) Die(created.error().message());
@@ -307,13 +313,14 @@ int Bench(const Args& args, const std::string& work) {
   // left the refill of the pool's second one competing with the run for the two cores.
   // Zygote: once the server runs (it only waits at the start).
   auto pool_full = [&] {
-    const auto stats = engine.WarmPoolStats()[kLanguage];
+    const auto stats = args.start == "warm" ? engine.WarmPoolStats()[kLanguage]
+                                            : engine.PrebuiltStats()[kLanguage];
     return stats.ready > 0 && stats.ready >= stats.target;
   };
   auto await_ready = [&] {
     if (args.start == "cold") return;
     const auto deadline = Clock::now() + std::chrono::seconds(60);
-    while (args.start == "warm" ? !pool_full() : !engine.ZygoteStats()[kLanguage].ready) {
+    while (args.start == "zygote" ? !engine.ZygoteStats()[kLanguage].ready : !pool_full()) {
       if (Clock::now() > deadline) Die("no " + args.start + " start within 60 s");
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
@@ -347,7 +354,8 @@ int Bench(const Args& args, const std::string& work) {
       &sessions,
       [&engine] { return engine.WarmPoolStats(); },
       [&engine] { return engine.ZygoteStats(); },
-      [&engine] { return engine.sandbox().TeardownFailures(); }};
+      [&engine] { return engine.sandbox().TeardownFailures(); },
+      [&engine] { return engine.PrebuiltStats(); }};
   polyrun::server::Server server(options, deps);
   if (auto started = server.Start(); !started) Die(started.error().message());
   const uint16_t port = server.port();

@@ -3,14 +3,17 @@
 //   bare  posix_spawn of the interpreter itself (`python3 -c 'print(1)'`), clean environment,
 //         stdout through a pipe, no isolation at all: the floor a cold run is measured against;
 //   cold  Engine::Run on an engine without warm pools: a sandbox built for the run;
+//   prebuilt  Engine::Run on an engine with prebuilt sandboxes alone: the run's interpreter
+//         starts in a sandbox built ahead of it (each run started once one is ready);
 //   warm  Engine::Run with warm pools, each run started once the pool has a sandbox ready (the
 //         latency a run sees when the pool keeps up; the filler's work is off the clock);
 //   zygote  Engine::Run forked from the language's fork server (languages with a [zygote]), on
 //         an engine without warm pools.
 // The paths are interleaved in blocks after a warm-up, so machine noise lands on all alike.
-// Then the memory one waiting warm sandbox and one zygote cost (their cgroups' peaks), and the
-// sustained throughput of Python `print(1)` at concurrency 1, 2, 4 and 8: bare, cold, warm pools
-// alone, and served (warm pools and the zygote, as `polyrun serve` keeps them).
+// Then the memory one waiting warm sandbox, one prebuilt sandbox and one zygote cost (their
+// cgroups' peaks), and the sustained throughput of Python `print(1)` at concurrency 1, 2, 4 and 8:
+// bare, cold, warm pools alone, and served (warm pools and the zygote, as `polyrun serve` keeps
+// them).
 //
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
@@ -109,12 +112,14 @@ std::string Bare(const std::vector<std::string>& argv) {
   return text;
 }
 
-std::unique_ptr<Engine> MakeEngine(const std::string& cache, size_t pool, bool zygotes) {
+std::unique_ptr<Engine> MakeEngine(const std::string& cache, size_t pool, bool zygotes,
+                                   size_t prebuilt) {
   EngineConfig config;
   config.languages_dir = POLYRUN_LANGUAGES_DIR;
   config.cache_dir = cache;
   config.warm_pool_size = pool;
   config.zygotes = zygotes;
+  config.prebuilt_sandboxes = prebuilt;
   auto e = Engine::Create(config);
   if (!e) Die(e.error().message());
   return std::move(*e);
@@ -125,6 +130,15 @@ void AwaitReady(Engine& engine, const std::string& language) {
   const auto deadline = Clock::now() + std::chrono::seconds(60);
   while (engine.WarmPoolStats()[language].ready == 0) {
     if (Clock::now() > deadline) Die(language + ": no warm sandbox within 60 s");
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+// Waits (bounded) until the language has a prebuilt sandbox ready.
+void AwaitPrebuilt(Engine& engine, const std::string& language) {
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (engine.PrebuiltStats()[language].ready == 0) {
+    if (Clock::now() > deadline) Die(language + ": no prebuilt sandbox within 60 s");
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 }
@@ -151,6 +165,9 @@ void AwaitFirstFills(Engine& engine) {
     }
     for (const auto& [lang, st] : engine.ZygoteStats()) {
       if (!st.ready && st.last_error.empty()) return true;
+    }
+    for (const auto& [lang, st] : engine.PrebuiltStats()) {
+      if (st.ready == 0 && st.failed == 0) return true;
     }
     return false;
   };
@@ -253,16 +270,19 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
           const std::vector<int>& concurrencies) {
   const std::string cache = std::filesystem::temp_directory_path() / "polyrun-warm-bench-cache";
   std::filesystem::create_directories(cache);
-  auto cold_engine = MakeEngine(cache, 0, false);
-  auto warm_engine = MakeEngine(cache, 1, false);
+  auto cold_engine = MakeEngine(cache, 0, false, 0);
+  auto warm_engine = MakeEngine(cache, 1, false, 0);
   warm_engine->StartWarmPools();
-  auto zygote_engine = MakeEngine(cache, 0, true);
+  auto zygote_engine = MakeEngine(cache, 0, true, 0);
   zygote_engine->StartWarmPools();
+  auto prebuilt_engine = MakeEngine(cache, 0, false, 1);
+  prebuilt_engine->StartWarmPools();
   AwaitFirstFills(*warm_engine);
   AwaitFirstFills(*zygote_engine);
+  AwaitFirstFills(*prebuilt_engine);
 
   json results = json::object();
-  std::printf("%-11s %-6s %10s %10s %10s   %s\n", "language", "path", "median ms", "p90 ms",
+  std::printf("%-11s %-8s %10s %10s %10s   %s\n", "language", "path", "median ms", "p90 ms",
               "p99 ms", "ratio to bare (median)");
   for (const auto& lang : languages) {
     auto hello = kHellos.find(lang);
@@ -296,6 +316,17 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
            const double d = Ms(Clock::now() - t0);
            if (r.stdout_text != "1\n" || r.usage.start != "cold") Die(lang + " cold: " + r.reason);
            if (timed) ms["cold"].push_back(d);
+         }},
+        {"prebuilt",
+         [&](bool timed) {
+           AwaitPrebuilt(*prebuilt_engine, lang);
+           const auto t0 = Clock::now();
+           const ExecutionResult r = prebuilt_engine->Run(req);
+           const double d = Ms(Clock::now() - t0);
+           if (r.stdout_text != "1\n" || r.usage.start != "prebuilt") {
+             Die(lang + " prebuilt: " + r.usage.start + " " + r.reason + " " + r.stderr_text);
+           }
+           if (timed) ms["prebuilt"].push_back(d);
          }},
         {"warm",
          [&](bool timed) {
@@ -336,18 +367,26 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     const double bare = Percentile(ms["bare"], 50);
     json j = {{"code", hello->second.code},
               {"warm_sandbox_memory_bytes", stats.ready ? stats.memory_bytes / stats.ready : 0}};
-    for (const char* name : {"bare", "cold", "warm", "zygote"}) {
+    for (const char* name : {"bare", "cold", "prebuilt", "warm", "zygote"}) {
       if (!ms.contains(name)) continue;
       const auto& v = ms[name];
-      std::printf("%-11s %-6s %10.2f %10.2f %10.2f   %.2f\n", lang.c_str(), name, Percentile(v, 50),
+      std::printf("%-11s %-8s %10.2f %10.2f %10.2f   %.2f\n", lang.c_str(), name, Percentile(v, 50),
                   Percentile(v, 90), Percentile(v, 99), Percentile(v, 50) / bare);
       j[name] = SummaryJson(v);
     }
     j["cold_overhead_ms"] = Percentile(ms["cold"], 50) - bare;
+    j["prebuilt_overhead_ms"] = Percentile(ms["prebuilt"], 50) - bare;
     j["warm_over_bare"] = Percentile(ms["warm"], 50) / bare;
-    std::printf("%-11s cold overhead over bare %.2f ms; one waiting warm sandbox %.1f MB\n",
-                lang.c_str(), j["cold_overhead_ms"].get<double>(),
-                j["warm_sandbox_memory_bytes"].get<double>() / 1048576.0);
+    AwaitPrebuilt(*prebuilt_engine, lang);
+    const auto prebuilt_stats = prebuilt_engine->PrebuiltStats()[lang];
+    j["prebuilt_sandbox_memory_bytes"] =
+        prebuilt_stats.ready ? prebuilt_stats.memory_bytes / prebuilt_stats.ready : 0;
+    std::printf(
+        "%-11s over bare: cold %.2f ms, prebuilt %.2f ms; one waiting warm sandbox %.1f MB, "
+        "prebuilt %.2f MB\n",
+        lang.c_str(), j["cold_overhead_ms"].get<double>(), j["prebuilt_overhead_ms"].get<double>(),
+        j["warm_sandbox_memory_bytes"].get<double>() / 1048576.0,
+        j["prebuilt_sandbox_memory_bytes"].get<double>() / 1048576.0);
     if (has_zygote) {
       j["zygote_over_bare"] = Percentile(ms["zygote"], 50) / bare;
       j["zygote_memory_bytes"] = zygote_engine->ZygoteStats()[lang].memory_bytes;
@@ -361,10 +400,11 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     warm_engine.reset();
     // Pools as `polyrun serve` keeps them: one engine with them alone, and one as served (with
     // the zygotes); the zygote alone is zygote_engine.
-    auto pooled = MakeEngine(cache, EngineConfig{}.warm_pool_size, false);
+    auto pooled = MakeEngine(cache, EngineConfig{}.warm_pool_size, false, 0);
     pooled->StartWarmPools();
     AwaitReady(*pooled, "python");
-    auto served = MakeEngine(cache, EngineConfig{}.warm_pool_size, true);
+    auto served =
+        MakeEngine(cache, EngineConfig{}.warm_pool_size, true, EngineConfig{}.prebuilt_sandboxes);
     served->StartWarmPools();
     AwaitZygote(*served, "python");
     AwaitZygote(*zygote_engine, "python");

@@ -117,7 +117,8 @@ int ServeCommand(const ServeOptions& options, const SettingsFlags& flags) {
       &sessions,
       [&eng] { return eng.WarmPoolStats(); },
       [&eng] { return eng.ZygoteStats(); },
-      [&eng] { return eng.sandbox().TeardownFailures(); }};
+      [&eng] { return eng.sandbox().TeardownFailures(); },
+      [&eng] { return eng.PrebuiltStats(); }};
   // Filled in the background while the server starts: the first runs may still be cold.
   eng.StartWarmPools();
 

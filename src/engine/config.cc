@@ -11,7 +11,7 @@ namespace polyrun::engine {
 
 namespace {
 
-constexpr std::array<OptionDecl, 9> kSettings = {{
+constexpr std::array<OptionDecl, 10> kSettings = {{
     {"languages_dir", "languages-dir", OptionType::kString, "",
      "Directory of language folders (default: $POLYRUN_LANGUAGES, else the languages/ folder "
      "beside the binary's build or install tree)"},
@@ -28,6 +28,11 @@ constexpr std::array<OptionDecl, 9> kSettings = {{
      0, 64},
     {"warm_pool_memory", "", OptionType::kSize, "1G",
      "Bound of the memory the waiting warm sandboxes use together", 0, UINT64_MAX},
+    {"prebuilt_sandboxes", "", OptionType::kCount, "2",
+     "Sandboxes kept built ahead per language, at most, each waiting for one run: the run's "
+     "program starts in it at once, with namespaces, root and cgroup already made (the pool "
+     "grows to this under demand and shrinks when idle; 0 turns them off). Servers only",
+     0, 64},
     {"zygotes", "", OptionType::kBool, "true",
      "Keep a fork server (zygote) for each language with one, started with the warm pools: "
      "runs it can serve are forked from an initialised interpreter. Servers only"},
@@ -66,7 +71,7 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
       if (!s) return std::unexpected(s.error());
       (key == "languages_dir" ? cfg.languages_dir : cfg.cache_dir) = *s;
     } else if (key == "artifact_cache_size" || key == "warm_pool_size" ||
-               key == "warm_pool_memory") {
+               key == "warm_pool_memory" || key == "prebuilt_sandboxes") {
       const OptionDecl& decl = *std::find_if(kSettings.begin(), kSettings.end(),
                                              [&](const OptionDecl& d) { return d.name == key; });
       Result<uint64_t> n = value.is_integer() && value.as_integer() >= 0
@@ -74,9 +79,10 @@ Result<EngineConfig> ParseRoot(const toml::table& root, EngineConfig cfg) {
                            : value.is_string() ? ParseOptionNumber(decl, value.as_string().str)
                                                : Fail(Errc::kParse, key + ": expected a size");
       if (!n) return std::unexpected(n.error());
-      (key == "artifact_cache_size" ? cfg.artifact_cache_bytes
-       : key == "warm_pool_memory"  ? cfg.warm_pool_memory
-                                    : cfg.warm_pool_size) = *n;
+      (key == "artifact_cache_size"  ? cfg.artifact_cache_bytes
+       : key == "warm_pool_memory"   ? cfg.warm_pool_memory
+       : key == "prebuilt_sandboxes" ? cfg.prebuilt_sandboxes
+                                     : cfg.warm_pool_size) = *n;
     } else if (key == "zygotes") {
       if (!value.is_boolean()) return Fail(Errc::kParse, "zygotes: expected true or false");
       cfg.zygotes = value.as_boolean();

@@ -21,6 +21,7 @@ struct EngineConfig {
   uint64_t artifact_cache_bytes = 1ull << 30;  // compiled-artifact cache bound; 0: off
   size_t warm_pool_size = 2;                   // per language, at most; 0: no warm pools
   uint64_t warm_pool_memory = 1ull << 30;      // the waiting sandboxes' memory together
+  uint64_t prebuilt_sandboxes = 2;             // per language, at most; 0: none
   bool zygotes = true;                         // fork servers, started with the warm pools
   languages::LimitSet limits;                  // [limits]: global run defaults
   languages::LimitSet compile_limits;          // [compile_limits]: global compile-stage defaults

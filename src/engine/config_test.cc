@@ -12,6 +12,7 @@ TEST(ParseConfig, ReadsEverySection) {
 languages_dir = "/opt/langs"
 cache_dir = "/var/cache/polyrun"
 zygotes = false
+prebuilt_sandboxes = 5
 [sandbox]
 cgroup_root = "/sys/fs/cgroup/polyrun.slice"
 uid = 4000
@@ -32,6 +33,7 @@ wall_time = "1m"
   EXPECT_EQ(cfg->languages_dir, "/opt/langs");
   EXPECT_EQ(cfg->cache_dir, "/var/cache/polyrun");
   EXPECT_FALSE(cfg->zygotes);
+  EXPECT_EQ(cfg->prebuilt_sandboxes, 5u);
   EXPECT_EQ(cfg->cgroup_root, "/sys/fs/cgroup/polyrun.slice");
   EXPECT_EQ(cfg->sandbox_uid, 4000);
   EXPECT_EQ(*cfg->limits[Limit::kWallTime], 10000u);
@@ -55,6 +57,10 @@ TEST(ParseConfig, ErrorsNameTheFileAndKey) {
   auto top = ParseConfig("colour = \"blue\"\n", "c.toml", {});
   ASSERT_FALSE(top);
   EXPECT_NE(top.error().message().find("colour: unknown key"), std::string::npos);
+  auto prebuilt = ParseConfig("prebuilt_sandboxes = 65\n", "c.toml", {});
+  ASSERT_FALSE(prebuilt);
+  EXPECT_NE(prebuilt.error().message().find("prebuilt_sandboxes"), std::string::npos)
+      << prebuilt.error().message();
   auto zygotes = ParseConfig("zygotes = \"yes\"\n", "c.toml", {});
   ASSERT_FALSE(zygotes);
   EXPECT_NE(zygotes.error().message().find("zygotes: expected true or false"), std::string::npos)

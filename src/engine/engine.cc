@@ -35,6 +35,16 @@ bool ValidEnvName(const std::string& k) {
   });
 }
 
+// A tree built ahead (warm, prebuilt) with the language's default limits serves a run whose
+// limits are the same, but for its clocks and output caps, which are the run's own.
+bool SameTree(const sandbox::SandboxLimits& built, const sandbox::SandboxLimits& wanted) {
+  auto tree = [](const sandbox::SandboxLimits& l) {
+    return std::tie(l.memory_bytes, l.processes, l.file_size_bytes, l.open_files, l.stack_bytes,
+                    l.work_dir_bytes, l.tmp_bytes);
+  };
+  return tree(built) == tree(wanted);
+}
+
 // `base` ("KEY=VALUE" entries) with `vars` set on top, each replacing an earlier KEY.
 // What a warm bootstrap reads first on its stdin (languages/python/warm.py): a line with the
 // header's length, the JSON header, then the files' bytes in the header's order. Nullopt when a
@@ -418,22 +428,31 @@ Result<SessionLaunch> Engine::PrepareSession(const SessionRequest& req,
   return launch;
 }
 
-Result<sandbox::SandboxSpec> Engine::WarmSpec(const languages::Language& lang) {
-  if (!lang.warm) return Fail(Errc::kInvalidArgument, "language: " + lang.id + " has no [warm]");
+// Each run's clocks are its own, and so is its program's CPU rlimit, the second fence behind the
+// cgroup's accounting: the tree's starts at the largest limit a run may ask for, and each run
+// lowers its program's to its own (Sandbox::Claim, RunPrebuilt, the zygote): a hard limit can
+// be lowered, never raised.
+Result<sandbox::SandboxSpec> Engine::AheadSpec(const languages::Language& lang,
+                                               const languages::Recipe& recipe, bool with_program) {
   auto limits = StageLimits(lang, {}, false);
   if (!limits) return std::unexpected(limits.error());
   sandbox::SandboxSpec spec;
-  spec.argv = ExpandCommand(lang.warm->command, lang.entry, {}, {}, *limits);
-  spec.env = RecipeEnv(kSandboxEnv, lang.run, lang.entry, *limits);
-  spec.binds = languages::BindsFor(lang, *lang.warm);
+  if (with_program) {
+    spec.argv = ExpandCommand(recipe.command, lang.entry, {}, {}, *limits);
+    spec.env = RecipeEnv(kSandboxEnv, lang.run, lang.entry, *limits);
+  }
+  spec.binds = languages::BindsFor(lang, recipe);
   spec.extra_syscalls = lang.syscalls;
-  spec.frames_channel = true;  // the bootstrap's 'R': ready
   spec.limits = ToSandboxLimits(*limits);
-  // A run's clocks are its own (Sandbox::Claim). The tree's CPU rlimit, the second fence behind
-  // the cgroup's accounting, starts at the largest limit a run may ask for; Claim lowers the
-  // program's to the run's (it can lower a hard limit, never raise one).
   const auto ceiling = config_.ceiling[Limit::kCpuTime];
   spec.limits.cpu_time = std::chrono::milliseconds(ceiling ? *ceiling : 3'600'000);
+  return spec;
+}
+
+Result<sandbox::SandboxSpec> Engine::WarmSpec(const languages::Language& lang) {
+  if (!lang.warm) return Fail(Errc::kInvalidArgument, "language: " + lang.id + " has no [warm]");
+  auto spec = AheadSpec(lang, *lang.warm, true);
+  if (spec) spec->frames_channel = true;  // the bootstrap's 'R': ready
   return spec;
 }
 
@@ -441,18 +460,7 @@ Result<sandbox::SandboxSpec> Engine::ZygoteSpec(const languages::Language& lang)
   if (!lang.zygote) {
     return Fail(Errc::kInvalidArgument, "language: " + lang.id + " has no [zygote]");
   }
-  auto limits = StageLimits(lang, {}, false);
-  if (!limits) return std::unexpected(limits.error());
-  sandbox::SandboxSpec spec;
-  spec.argv = ExpandCommand(lang.zygote->command, lang.entry, {}, {}, *limits);
-  spec.env = RecipeEnv(kSandboxEnv, lang.run, lang.entry, *limits);
-  spec.binds = languages::BindsFor(lang, *lang.zygote);
-  spec.extra_syscalls = lang.syscalls;
-  spec.limits = ToSandboxLimits(*limits);
-  // The server's CPU rlimit bounds every run's (a run can lower its own, never raise it).
-  const auto ceiling = config_.ceiling[Limit::kCpuTime];
-  spec.limits.cpu_time = std::chrono::milliseconds(ceiling ? *ceiling : 3'600'000);
-  return spec;
+  return AheadSpec(lang, *lang.zygote, true);
 }
 
 std::shared_ptr<sandbox::Zygote> Engine::ZygoteFor(const languages::Language& lang,
@@ -480,27 +488,65 @@ void Engine::StartWarmPools() {
     }
     if (!specs.empty()) zygotes_ = std::make_unique<Zygotes>(*sandbox_, std::move(specs));
   }
-  if (warm_ || config_.warm_pool_size == 0) return;
-  std::map<std::string, sandbox::SandboxSpec> specs;
-  std::lock_guard lock(registry_mu_);
-  for (const auto& entry : registry_.entries()) {
-    const languages::Language* lang = entry.language.get();
-    if (!entry.usable || lang == nullptr || !lang->warm) continue;
-    if (auto spec = WarmSpec(*lang); spec) specs.emplace(lang->id, std::move(*spec));
+  if (!warm_ && config_.warm_pool_size > 0) {
+    std::map<std::string, sandbox::SandboxSpec> specs;
+    std::lock_guard lock(registry_mu_);
+    for (const auto& entry : registry_.entries()) {
+      const languages::Language* lang = entry.language.get();
+      if (!entry.usable || lang == nullptr || !lang->warm) continue;
+      if (auto spec = WarmSpec(*lang); spec) specs.emplace(lang->id, std::move(*spec));
+    }
+    WarmPool::Options options;
+    options.max_per_language = config_.warm_pool_size;
+    options.memory_budget = config_.warm_pool_memory;
+    // A language with a zygote has a path for sustained demand; its pool serves runs that come
+    // after a pause (Options::refill_when_quiet).
+    for (const auto& [id, spec] : specs) {
+      if (zygotes_ && zygotes_->Serves(id)) options.refill_when_quiet[id] = kRefillWhenQuiet;
+    }
+    warm_ = std::make_unique<WarmPool>(*sandbox_, std::move(specs), options);
   }
-  WarmPool::Options options;
-  options.max_per_language = config_.warm_pool_size;
-  options.memory_budget = config_.warm_pool_memory;
-  // A language with a zygote has a path for sustained demand; its pool serves runs that come
-  // after a pause (Options::refill_when_quiet).
-  for (const auto& [id, spec] : specs) {
-    if (zygotes_ && zygotes_->Serves(id)) options.refill_when_quiet[id] = kRefillWhenQuiet;
+  if (!prebuilt_ && config_.prebuilt_sandboxes > 0) {
+    std::map<std::string, sandbox::SandboxSpec> specs;
+    std::lock_guard lock(registry_mu_);
+    for (const auto& entry : registry_.entries()) {
+      const languages::Language* lang = entry.language.get();
+      if (!entry.usable || lang == nullptr) continue;
+      if (auto spec = AheadSpec(*lang, lang->run, false)) specs.emplace(lang->id, std::move(*spec));
+    }
+    WarmPool::Options options;
+    options.max_per_language = config_.prebuilt_sandboxes;
+    options.memory_budget = config_.warm_pool_memory;
+    options.prebuilt = true;
+    // A refill (a clone of this process and a sandbox's setup, ~2 ms of CPU) beside a run that
+    // just took the last one slowed that run's interpreter start by 0.5-1 ms on two cores; an
+    // interpreter starts within this, so the refill comes after it (or at the run's end).
+    options.empty_refill_grace = std::chrono::milliseconds(100);
+    prebuilt_ = std::make_unique<WarmPool>(*sandbox_, std::move(specs), options);
   }
-  warm_ = std::make_unique<WarmPool>(*sandbox_, std::move(specs), options);
 }
 
 std::map<std::string, WarmPool::Stats> Engine::WarmPoolStats() {
   return warm_ ? warm_->stats() : std::map<std::string, WarmPool::Stats>{};
+}
+
+std::map<std::string, WarmPool::Stats> Engine::PrebuiltStats() {
+  return prebuilt_ ? prebuilt_->stats() : std::map<std::string, WarmPool::Stats>{};
+}
+
+std::optional<sandbox::PreparedSandbox> Engine::TakePrebuilt(const languages::Language& lang,
+                                                             const ExecutionRequest& req,
+                                                             const LimitSet& limits,
+                                                             const sandbox::SandboxSpec& run) {
+  if (!prebuilt_ || !prebuilt_->Serves(lang.id) || req.network) return std::nullopt;
+  if (!SameTree(prebuilt_->SpecOf(lang.id)->limits, ToSandboxLimits(limits))) return std::nullopt;
+  // polyrun-exec writes the files under the run's file-size limit; a cold init, before it.
+  if (std::any_of(run.files.begin(), run.files.end(), [&](const sandbox::SandboxFile& f) {
+        return f.content.size() > run.limits.file_size_bytes;
+      })) {
+    return std::nullopt;
+  }
+  return prebuilt_->Take(lang.id);
 }
 
 std::optional<sandbox::PreparedSandbox> Engine::TakeWarm(const languages::Language& lang,
@@ -510,15 +556,7 @@ std::optional<sandbox::PreparedSandbox> Engine::TakeWarm(const languages::Langua
   // The bootstrap starts with [run]'s environment: variables the interpreter reads at start-up
   // (PYTHONPATH, NODE_OPTIONS…) could not take effect later.
   if (!req.env.empty() || req.network) return std::nullopt;
-  // The tree was built with the language's default limits; a run's clocks and output caps are
-  // its own, everything else must be what the tree has.
-  const sandbox::SandboxLimits& built = warm_->SpecOf(lang.id)->limits;
-  const sandbox::SandboxLimits wanted = ToSandboxLimits(limits);
-  auto tree = [](const sandbox::SandboxLimits& l) {
-    return std::tie(l.memory_bytes, l.processes, l.file_size_bytes, l.open_files, l.stack_bytes,
-                    l.work_dir_bytes, l.tmp_bytes);
-  };
-  if (tree(wanted) != tree(built)) return std::nullopt;
+  if (!SameTree(warm_->SpecOf(lang.id)->limits, ToSandboxLimits(limits))) return std::nullopt;
   return warm_->Take(lang.id);
 }
 
@@ -824,6 +862,13 @@ ExecutionResult Engine::Run(const ExecutionRequest& req, const EventSink& sink) 
       }
     }
     if (!ran) spec.stdin_data = req.stdin_data;
+  }
+  if (!ran) {
+    if (auto prebuilt = TakePrebuilt(lang, req, *limits, spec)) {
+      ran = sandbox_->RunPrebuilt(std::move(*prebuilt), spec);
+      prebuilt_->RunEnded(lang.id);
+      mode = "prebuilt";
+    }
   }
   if (!ran) ran = sandbox_->Run(spec);
   const Result<sandbox::SandboxOutcome>& outcome = *ran;

@@ -56,13 +56,17 @@ class Engine {
   sandbox::Sandbox& sandbox() { return *sandbox_; }
 
   // Starts warm pools (config warm_pool_size, warm_pool_memory) for every language with a warm
-  // bootstrap, and zygotes (config zygotes) for every language with a fork server; from then
-  // on Run takes a warm sandbox that is ready, or else forks the run from the zygote, when the
-  // request allows it (see docs/performance.md), and runs cold otherwise. For long-lived processes
-  // (the server): both start in the background. Call at most once, before runs start.
+  // bootstrap, zygotes (config zygotes) for every language with a fork server, and prebuilt
+  // sandboxes (config prebuilt_sandboxes) for every language; from then on Run takes a warm
+  // sandbox that is ready, or else forks the run from the zygote, or else takes a prebuilt
+  // sandbox, when the request allows it (see docs/performance.md), and runs cold otherwise.
+  // For long-lived processes (the server): all start in the background. Call at most once,
+  // before runs start.
   void StartWarmPools();
   // The pools' figures per language; empty without warm pools.
   std::map<std::string, WarmPool::Stats> WarmPoolStats();
+  // The prebuilt sandboxes' figures per language, as a pool's; empty without them.
+  std::map<std::string, WarmPool::Stats> PrebuiltStats();
   // The zygotes' figures per language; empty without zygotes.
   std::map<std::string, Zygotes::Stats> ZygoteStats();
 
@@ -72,6 +76,11 @@ class Engine {
   std::string VersionOf(const std::string& id);
 
  private:
+  // The tree of a sandbox built ahead of its runs (warm, zygote, prebuilt): `recipe`'s binds
+  // and, `with_program`, its command with [run]'s environment; the language's syscalls and
+  // default limits.
+  Result<sandbox::SandboxSpec> AheadSpec(const languages::Language& lang,
+                                         const languages::Recipe& recipe, bool with_program);
   // The warm sandbox's spec for a language with a warm bootstrap.
   Result<sandbox::SandboxSpec> WarmSpec(const languages::Language& lang);
   // A warm sandbox for this run, or nullopt: the language has none ready, or the request
@@ -79,6 +88,13 @@ class Engine {
   std::optional<sandbox::PreparedSandbox> TakeWarm(const languages::Language& lang,
                                                    const ExecutionRequest& req,
                                                    const languages::LimitSet& limits);
+
+  // A prebuilt sandbox for this run, or nullopt: none is ready, or the run needs what the tree
+  // was not built with (a network, other memory or process limits, a file over its size limit).
+  std::optional<sandbox::PreparedSandbox> TakePrebuilt(const languages::Language& lang,
+                                                       const ExecutionRequest& req,
+                                                       const languages::LimitSet& limits,
+                                                       const sandbox::SandboxSpec& run);
 
   // The fork server's spec for a language with a [zygote].
   Result<sandbox::SandboxSpec> ZygoteSpec(const languages::Language& lang);
@@ -104,7 +120,9 @@ class Engine {
   std::mutex registry_mu_;
   std::unique_ptr<sandbox::Sandbox> sandbox_;
   ArtifactCache cache_;
-  std::unique_ptr<WarmPool> warm_;  // declared last: destroyed first, before the sandbox
+  // Declared last: destroyed first, before the sandbox.
+  std::unique_ptr<WarmPool> warm_;
+  std::unique_ptr<WarmPool> prebuilt_;  // a pool of prebuilt sandboxes (WarmPool::Options)
   std::unique_ptr<Zygotes> zygotes_;
 };
 

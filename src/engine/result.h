@@ -33,9 +33,10 @@ struct Usage {
   uint64_t wall_ms = 0;
   uint64_t cpu_ms = 0;
   uint64_t memory_bytes = 0;  // peak
-  // How the code's process started: "cold" (a sandbox built for it), "warm" (a sandbox taken
-  // from a warm pool, its interpreter already loaded), "zygote" (forked from a language's fork
-  // server, docs/performance.md) or "session" (a live session's driver).
+  // How the code's process started: "cold" (a sandbox built for it), "prebuilt" (in a sandbox
+  // built ahead of it), "warm" (a sandbox taken from a warm pool, its interpreter already
+  // loaded), "zygote" (forked from a language's fork server, docs/performance.md) or "session"
+  // (a live session's driver).
   std::string start;
 };
 

@@ -154,7 +154,7 @@ void WarmPool::Fill() {
     }
     const sandbox::SandboxSpec spec = lane->spec;
     lock.unlock();
-    auto prepared = sandbox_.Prepare(spec);
+    auto prepared = options_.prebuilt ? sandbox_.Prebuild(spec) : sandbox_.Prepare(spec);
     if (prepared) {
       if (auto ready = prepared->WaitReady(options_.ready_timeout); !ready) {
         prepared = std::unexpected(ready.error());

@@ -39,6 +39,9 @@ class WarmPool {
     // sandbox; a next sandbox ready that much sooner rarely serves anyone, as the refill takes
     // longer than the grace. (A lane with sandboxes left waits for the runs' end, however long.)
     std::chrono::milliseconds empty_refill_grace{10};
+    // The entries are prebuilt sandboxes (Sandbox::Prebuild): each spec's tree, waiting for a
+    // run's program, not a bootstrap. Their runs go through Sandbox::RunPrebuilt.
+    bool prebuilt = false;
   };
   struct Stats {
     size_t ready = 0;           // waiting now

@@ -24,6 +24,7 @@
 
 #include "sandbox/child_plan.h"
 #include "sandbox/default_seccomp.h"
+#include "sandbox/exec_stub.h"
 #include "sandbox/graveyard.h"
 #include "sandbox/netns_pool.h"
 #include "sandbox/seccomp_policy.h"
@@ -325,14 +326,56 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   auto prepared = Prepare(spec, /*keep_stdin=*/false);
   if (!prepared) return std::unexpected(prepared.error());
   auto& tree = *prepared->tree_;
-  return Supervise(tree, spec, tree.start, 0, /*bootstrap_end=*/false);
+  return Supervise(tree, spec, tree.start, 0, FdThree::kFrames);
 }
 
 Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpec& run) {
   if (!prepared.tree_ || !prepared.tree_->pid_fd.valid()) {
     return Fail(Errc::kInvalidArgument, "sandbox: claimed an empty or used prepared sandbox");
   }
-  StartedTree& tree = *prepared.tree_;
+  if (prepared.tree_->exec_stub) {
+    return Fail(Errc::kInvalidArgument, "sandbox: a prebuilt sandbox is run with RunPrebuilt");
+  }
+  return SuperviseClaimed(*prepared.tree_, run, FdThree::kBootstrapEnd);
+}
+
+Result<PreparedSandbox> Sandbox::Prebuild(const SandboxSpec& spec) {
+  SandboxSpec stub = spec;
+  stub.argv = {kExecStubPath};
+  stub.env.clear();
+  stub.files.clear();
+  stub.binds.push_back({POLYRUN_EXEC_STUB, false, kExecStubPath});
+  stub.frames_channel = true;  // its "R", and its report if it cannot become the program
+  auto prepared = Prepare(stub, /*keep_stdin=*/true);
+  if (prepared) prepared->tree_->exec_stub = true;
+  return prepared;
+}
+
+Result<SandboxOutcome> Sandbox::RunPrebuilt(PreparedSandbox prepared, const SandboxSpec& run) {
+  if (!prepared.tree_ || !prepared.tree_->pid_fd.valid() || !prepared.tree_->exec_stub) {
+    return Fail(Errc::kInvalidArgument, "sandbox: not an unused prebuilt sandbox");
+  }
+  if (run.frames_channel || !run.collect.empty()) {
+    return Fail(Errc::kInvalidArgument,
+                "sandbox: a prebuilt sandbox serves no frames channel and collects nothing");
+  }
+  if (run.argv.empty() || run.argv[0].empty() || run.argv[0][0] != '/') {
+    return Fail(Errc::kInvalidArgument, "sandbox: argv[0] must be an absolute path");
+  }
+  for (const auto& f : run.files) {
+    if (auto r = ValidateRelativePath(f.name); !r) return std::unexpected(r.error());
+    if (f.content.size() > run.limits.file_size_bytes) {
+      return Fail(Errc::kInvalidArgument,
+                  "sandbox: file \"" + f.name + "\" is larger than the file size limit");
+    }
+  }
+  SandboxSpec with_request = run;
+  with_request.stdin_data = EncodeExecRequest(run.argv, run.env, run.files) + run.stdin_data;
+  return SuperviseClaimed(*prepared.tree_, with_request, FdThree::kExecReport);
+}
+
+Result<SandboxOutcome> Sandbox::SuperviseClaimed(StartedTree& tree, const SandboxSpec& run,
+                                                 FdThree fd3) {
   uint64_t cpu_base = 0;
   if (auto u = tree.cgroup->Usage(); u) cpu_base = u->cpu_ns;
   // The per-process RLIMIT_CPU, the second fence behind the cgroup's accounting, was set when
@@ -356,7 +399,7 @@ Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpe
     }
     if (errno != ESRCH) return SysFail("prlimit", "RLIMIT_CPU of the warm sandbox's program");
   }
-  return Supervise(tree, run, Clock::now(), cpu_base, /*bootstrap_end=*/true);
+  return Supervise(tree, run, Clock::now(), cpu_base, fd3);
 }
 
 Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec) {
@@ -598,7 +641,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
 
 Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& spec,
                                           Clock::time_point start, uint64_t cpu_base_ns,
-                                          bool bootstrap_end) {
+                                          FdThree fd3) {
   const SandboxLimits& lim = spec.limits;
   UniqueFd& pid_fd = tree.pid_fd;
   Cgroup& cg = *tree.cgroup;
@@ -656,6 +699,7 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
   // A warm bootstrap's end on fd 3 ("E" and the exit code), once it has flushed the program's
   // output: the run is over before its interpreter's exit and teardown (docs/performance.md).
   std::string end_bytes;
+  std::string exec_report;  // kExecReport: polyrun-exec's InitReport
   bool status_closed = false;
   // Frames first, then stdout/stderr to EAGAIN, then the frames' delivery: output written
   // before a frame is in its pipe by the time the frame is read, so it is delivered first.
@@ -677,8 +721,13 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
   auto drain_frames = [&] {
     // A writer faster than us would grow frame_bytes without end: hand over each MiB.
     bool open = fr_r.valid() && Drain(fr_r.get(), [&](std::string_view c) {
-                  if (bootstrap_end) {
+                  if (fd3 == FdThree::kBootstrapEnd) {
                     if (end_bytes.size() < 3) end_bytes.append(c.substr(0, 3 - end_bytes.size()));
+                    return;
+                  }
+                  if (fd3 == FdThree::kExecReport) {
+                    const size_t room = sizeof(InitReport) - exec_report.size();
+                    exec_report.append(c.substr(0, std::min(room, c.size())));
                     return;
                   }
                   frame_bytes.append(c);
@@ -850,6 +899,16 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
   bool have_report = status_buf.size() >= sizeof report;
   if (have_report) std::memcpy(&report, status_buf.data(), sizeof report);
   if (have_report && report.magic != InitReport::kMagic) have_report = false;
+  // polyrun-exec could not become the program: its report, not its exit, is the run's.
+  if (exec_report.size() == sizeof report) {
+    InitReport stub;
+    std::memcpy(&stub, exec_report.data(), sizeof stub);
+    if (stub.magic == InitReport::kMagic &&
+        (stub.kind == InitReport::kSetupFailed || stub.kind == InitReport::kExecFailed)) {
+      report = stub;
+      have_report = true;
+    }
+  }
 
   if (have_report && report.kind == InitReport::kExited) {
     size_t off = sizeof report;

@@ -91,6 +91,20 @@ class Sandbox {
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec);
   Result<SandboxOutcome> Claim(PreparedSandbox prepared, const SandboxSpec& run);
 
+  // Prebuilt sandboxes (docs/performance.md): a tree built ahead of its run with nothing of the
+  // run in it, its program polyrun-exec (exec_stub.h) waiting for the run's program. Prebuild
+  // builds `spec`'s binds, extra_syscalls, collect and limits as Prepare does; its argv, env
+  // and files are ignored. RunPrebuilt then writes the run's files into /work and executes the
+  // run's argv with the run's env, supervised as Claim supervises a warm run (clocks from the
+  // call, RLIMIT_CPU lowered to the run's): from the program's execve on, it is the run of a
+  // tree built for it. The run's tree-building limits must be those of `spec` (the caller's
+  // contract, as for Claim); kInvalidArgument for a run it cannot serve: a prepared sandbox
+  // that is not prebuilt, a frames channel, collect other than the tree's, or a file larger
+  // than the run's file-size limit (polyrun-exec writes the files under it; a cold init writes
+  // them before it is set).
+  Result<PreparedSandbox> Prebuild(const SandboxSpec& spec);
+  Result<SandboxOutcome> RunPrebuilt(PreparedSandbox prepared, const SandboxSpec& run);
+
   // Zygotes (zygote.h). StartZygote builds `spec`'s tree as Prepare does, with its program as a
   // fork server (ChildPlan::fork_server; fd 3 is its control socket), hands it the seccomp
   // profile its runs load (the default one plus spec.extra_syscalls) and waits up to
@@ -116,14 +130,21 @@ class Sandbox {
   explicit Sandbox(SandboxConfig config);
   Result<PreparedSandbox> Prepare(const SandboxSpec& spec, bool keep_stdin,
                                   bool fork_server = false);
+  // What the program's fd 3 carries once the run is supervised.
+  enum class FdThree {
+    kFrames,        // the run's frames (spec.on_frames), if it has the channel
+    kBootstrapEnd,  // a warm bootstrap's end: "E" and the exit code
+    kExecReport,    // polyrun-exec's InitReport, if it could not become the program
+  };
   // Supervises a started tree as one run until it is over (docs/performance.md, "The end of a
-  // run"): its init has reported and closed the status channel, or (`bootstrap_end`, a warm
-  // sandbox's bootstrap) the program said on fd 3 that it ended, or it was killed. Then every
-  // process of it is sent SIGKILL, the pipes are drained, and the rest of the teardown goes to
-  // the graveyard.
+  // run"): its init has reported and closed the status channel, or (kBootstrapEnd) the
+  // program said on fd 3 that it ended, or it was killed. Then every process of it is sent
+  // SIGKILL, the pipes are drained, and the rest of the teardown goes to the graveyard.
   Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
                                    std::chrono::steady_clock::time_point start,
-                                   uint64_t cpu_base_ns, bool bootstrap_end);
+                                   uint64_t cpu_base_ns, FdThree fd3);
+  // Claim's and RunPrebuilt's common part: clocks and the CPU rlimit from now on.
+  Result<SandboxOutcome> SuperviseClaimed(StartedTree& tree, const SandboxSpec& run, FdThree fd3);
   SandboxConfig config_;
   std::unique_ptr<NetnsPool> netns_;  // null: each run's namespace is made with it
   // Last, so it is destroyed first: it finishes every run's teardown before the rest goes.

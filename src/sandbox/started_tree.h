@@ -47,6 +47,7 @@ struct StartedTree {
   UniqueFd stdin_w, out_r, err_r, st_r, fr_r;
   std::chrono::steady_clock::time_point start;
   size_t status_cap = 0;
+  bool exec_stub = false;  // built by Sandbox::Prebuild: its program is polyrun-exec
 
   StartedTree() = default;
   StartedTree(const StartedTree&) = delete;

@@ -50,8 +50,8 @@ Metrics::Metrics()
       starts_(prometheus::BuildCounter()
                   .Name("polyrun_execution_starts_total")
                   .Help("Finished executions by how their process started: cold (a sandbox "
-                        "built for it), warm (from a warm pool), zygote (forked from the "
-                        "language's fork server) or session")
+                        "built for it), prebuilt (in a sandbox built ahead of it), warm (from a "
+                        "warm pool), zygote (forked from the language's fork server) or session")
                   .Register(*registry_)),
       warm_ready_(prometheus::BuildGauge()
                       .Name("polyrun_warm_pool_ready")
@@ -93,6 +93,14 @@ Metrics::Metrics()
                          .Name("polyrun_zygote_memory_bytes")
                          .Help("Memory of the language's fork server and its runs forked ahead")
                          .Register(*registry_)),
+      prebuilt_ready_(prometheus::BuildGauge()
+                          .Name("polyrun_prebuilt_ready")
+                          .Help("Sandboxes built ahead of need waiting for a run, by language")
+                          .Register(*registry_)),
+      prebuilt_memory_(prometheus::BuildGauge()
+                           .Name("polyrun_prebuilt_memory_bytes")
+                           .Help("Memory of the waiting prebuilt sandboxes, by language")
+                           .Register(*registry_)),
       queued_(prometheus::BuildGauge()
                   .Name("polyrun_queue_depth")
                   .Help("Executions admitted and waiting to run")
@@ -129,7 +137,8 @@ void Metrics::Refused(const std::string& why) {
 std::string Metrics::Render(size_t queued, size_t running,
                             const std::map<std::string, engine::WarmPool::Stats>& warm,
                             const std::map<std::string, engine::Zygotes::Stats>& zygotes,
-                            uint64_t teardown_failures) {
+                            uint64_t teardown_failures,
+                            const std::map<std::string, engine::WarmPool::Stats>& prebuilt) {
   queued_.Set(static_cast<double>(queued));
   // The sandbox's count only grows: the counter follows it.
   teardown_failures_.Increment(
@@ -140,6 +149,10 @@ std::string Metrics::Render(size_t queued, size_t running,
     warm_target_.Add({{"language", language}}).Set(static_cast<double>(s.target));
     warm_memory_.Add({{"language", language}}).Set(static_cast<double>(s.memory_bytes));
     warm_missed_.Add({{"language", language}}).Set(static_cast<double>(s.missed));
+  }
+  for (const auto& [language, s] : prebuilt) {
+    prebuilt_ready_.Add({{"language", language}}).Set(static_cast<double>(s.ready));
+    prebuilt_memory_.Add({{"language", language}}).Set(static_cast<double>(s.memory_bytes));
   }
   for (const auto& [language, s] : zygotes) {
     zygote_ready_.Add({{"language", language}}).Set(s.ready ? 1 : 0);

@@ -29,12 +29,13 @@ class Metrics {
   // "key_concurrency".
   void Refused(const std::string& why);
 
-  // The text exposition, with the queue, warm-pool and zygote gauges, and the sandbox's count of
-  // cgroups it could not remove, set from the values given.
+  // The text exposition, with the queue, warm-pool, zygote and prebuilt-sandbox gauges, and the
+  // sandbox's count of cgroups it could not remove, set from the values given.
   std::string Render(size_t queued, size_t running,
                      const std::map<std::string, engine::WarmPool::Stats>& warm = {},
                      const std::map<std::string, engine::Zygotes::Stats>& zygotes = {},
-                     uint64_t teardown_failures = 0);
+                     uint64_t teardown_failures = 0,
+                     const std::map<std::string, engine::WarmPool::Stats>& prebuilt = {});
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -56,6 +57,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& zygote_runs_ahead_;
   prometheus::Family<prometheus::Gauge>& zygote_ahead_;
   prometheus::Family<prometheus::Gauge>& zygote_memory_;
+  prometheus::Family<prometheus::Gauge>& prebuilt_ready_;
+  prometheus::Family<prometheus::Gauge>& prebuilt_memory_;
   prometheus::Gauge& queued_;
   prometheus::Gauge& running_;
 };

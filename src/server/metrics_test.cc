@@ -25,13 +25,19 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   zygote.runs_ahead = 31;
   zygote.ahead = 2;
   zygote.memory_bytes = 15728640;
-  const std::string text = metrics.Render(1, 0, {{"javascript", warm}}, {{"python", zygote}}, 2);
+  engine::WarmPool::Stats prebuilt;
+  prebuilt.ready = 1;
+  prebuilt.memory_bytes = 262144;
+  const std::string text =
+      metrics.Render(1, 0, {{"javascript", warm}}, {{"python", zygote}}, 2, {{"c", prebuilt}});
   EXPECT_TRUE(Has(text, "polyrun_queue_depth 1")) << text;
   EXPECT_TRUE(Has(text, "polyrun_sandbox_teardown_failures_total 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_ready{language=\"javascript\"} 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_target{language=\"javascript\"} 3")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_missed{language=\"javascript\"} 5")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_memory_bytes{language=\"javascript\"} 9437184")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_prebuilt_ready{language=\"c\"} 1")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_prebuilt_memory_bytes{language=\"c\"} 262144")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_ready{language=\"python\"} 1")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_starts_total{language=\"python\"} 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_zygote_runs{language=\"python\"} 40")) << text;

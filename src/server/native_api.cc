@@ -273,7 +273,8 @@ void Api::Handle(HttpRequest& req, const std::shared_ptr<Exchange>& ex) {
         s.queued, s.running,
         deps.warm_pools ? deps.warm_pools() : std::map<std::string, engine::WarmPool::Stats>{},
         deps.zygotes ? deps.zygotes() : std::map<std::string, engine::Zygotes::Stats>{},
-        deps.teardown_failures ? deps.teardown_failures() : 0);
+        deps.teardown_failures ? deps.teardown_failures() : 0,
+        deps.prebuilt ? deps.prebuilt() : std::map<std::string, engine::WarmPool::Stats>{});
     res.prepare_payload();
     return Reply(ex, "/metrics", start, std::move(res));
   } else if (path == "/v1/languages" && method == http::verb::get) {

@@ -49,6 +49,8 @@ struct ServerDeps {
   std::function<std::map<std::string, engine::Zygotes::Stats>()> zygotes;
   // Run cgroups the sandbox could not remove after their run (GET /metrics); null: none.
   std::function<uint64_t()> teardown_failures;
+  // The engine's prebuilt sandboxes' figures (GET /metrics); null: none.
+  std::function<std::map<std::string, engine::WarmPool::Stats>()> prebuilt;
 };
 
 struct ServerOptions {

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,8 +15,10 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <toml.hpp>
 
 #include "sandbox/cgroup.h"
+#include "util/base64.h"
 
 namespace polyrun::escape {
 
@@ -339,7 +342,8 @@ PooledEngine::~PooledEngine() {
   std::filesystem::remove_all(dir, ec);
 }
 
-std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygotes) {
+std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygotes,
+                                                size_t prebuilt) {
   char tmpl[] = "/tmp/polyrun-pooled-test-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
@@ -353,6 +357,7 @@ std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygo
   config.cache_dir = pooled->dir + "/cache";
   config.warm_pool_size = warm_pool_size;
   config.zygotes = zygotes;
+  config.prebuilt_sandboxes = prebuilt;
   auto e = engine::Engine::Create(config);
   if (!e) {
     ADD_FAILURE() << "this suite needs root, user namespaces and cgroups: " << e.error().message();
@@ -361,6 +366,60 @@ std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygo
   pooled->engine = std::move(*e);
   pooled->engine->StartWarmPools();
   return pooled;
+}
+
+std::vector<SelfTestCase> SelfTestCases(bool warm_only) {
+  namespace fs = std::filesystem;
+  std::vector<SelfTestCase> out;
+  for (const auto& dir : fs::directory_iterator(POLYRUN_LANGUAGES_DIR)) {
+    if (!fs::exists(dir.path() / "manifest.toml") ||
+        (warm_only && !toml::parse((dir.path() / "manifest.toml").string()).contains("warm"))) {
+      continue;
+    }
+    const std::string lang = dir.path().filename().string();
+    for (const auto& f : fs::directory_iterator(dir.path() / "tests")) {
+      const toml::value spec = toml::parse(f.path().string());
+      if (f.path().filename() == "session.toml" || toml::find_or<bool>(spec, "check", false) ||
+          (warm_only && spec.contains("env"))) {
+        continue;
+      }
+      out.push_back({lang, f.path()});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SelfTestCase& a, const SelfTestCase& b) { return a.file < b.file; });
+  return out;
+}
+
+engine::ExecutionRequest SelfTestRequest(const SelfTestCase& c) {
+  const toml::value spec = toml::parse(c.file.string());
+  engine::ExecutionRequest req;
+  req.language = c.language;
+  if (spec.contains("code")) {
+    req.code = toml::find<std::string>(spec, "code");
+  } else {
+    req.entry = toml::find<std::string>(spec, "entry");
+    for (const auto& f : toml::find<toml::array>(spec, "files")) {
+      std::string content = toml::find<std::string>(f, "content");
+      if (toml::find_or<std::string>(f, "encoding", "utf8") == "base64") {
+        auto bytes = Base64Decode(content);
+        EXPECT_TRUE(bytes) << c.file << ": " << bytes.error().message();
+        content = bytes ? std::move(*bytes) : std::string();
+      }
+      req.files.push_back({toml::find<std::string>(f, "name"), std::move(content)});
+    }
+  }
+  req.stdin_data = toml::find_or<std::string>(spec, "stdin", "");
+  req.args = toml::find_or<std::vector<std::string>>(spec, "args", {});
+  req.env = toml::find_or<std::map<std::string, std::string>>(spec, "env", {});
+  return req;
+}
+
+std::string SelfTestName(const ::testing::TestParamInfo<SelfTestCase>& info) {
+  std::string name = info.param.language + "_" + info.param.file.stem().string();
+  std::replace_if(
+      name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
+  return name;
 }
 
 bool PollUntil(const std::function<bool()>& done, std::chrono::milliseconds limit) {

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -68,15 +69,17 @@ std::map<std::string, std::string> ParsePairs(const std::string& text);
 std::string Program(const std::string& name);
 
 // An engine of a suite's own (the warm-pool and zygote suites), its cache in a fresh directory
-// under /tmp, with its pools started: `warm_pool_size` warm sandboxes per language, and zygotes
-// or not. Destroying it stops the pools and removes the directory.
+// under /tmp, with its pools started: `warm_pool_size` warm sandboxes per language, zygotes
+// or not, and `prebuilt` prebuilt sandboxes per language. Destroying it stops the pools and
+// removes the directory.
 struct PooledEngine {
   std::string dir;
   std::unique_ptr<engine::Engine> engine;
   ~PooledEngine();
 };
 // Null, with a test failure naming why, when the engine could not be created.
-std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygotes);
+std::unique_ptr<PooledEngine> StartPooledEngine(size_t warm_pool_size, bool zygotes,
+                                                size_t prebuilt = 0);
 
 // Polls `done` until it holds or `limit` passes; false on timeout.
 bool PollUntil(const std::function<bool()>& done, std::chrono::milliseconds limit);
@@ -87,6 +90,20 @@ bool ZygoteReady(engine::Engine& engine, const std::string& language);
 
 // A Python one-shot request for `code`.
 engine::ExecutionRequest PythonRequest(const std::string& code);
+
+// A language's self-test case (languages/<id>/tests/*.toml, tests/integration/
+// language_selftest.cc), replayed by the suites of the paths a run may take.
+struct SelfTestCase {
+  std::string language;
+  std::filesystem::path file;
+};
+// Every language's one-shot cases, in file order. `warm_only`: of the languages with a warm
+// bootstrap, and without the cases that set env (a warm sandbox cannot serve them).
+std::vector<SelfTestCase> SelfTestCases(bool warm_only);
+// The case's request: its code or files, stdin, args and env. Its expectations stay in the file.
+engine::ExecutionRequest SelfTestRequest(const SelfTestCase& c);
+// The case as a test name: language_file.
+std::string SelfTestName(const ::testing::TestParamInfo<SelfTestCase>& info);
 
 struct RunOptions {
   std::vector<std::string> args = {};

@@ -21,7 +21,6 @@
 #include "engine/engine.h"
 #include "engine/result_json.h"
 #include "escape.h"
-#include "util/base64.h"
 
 namespace polyrun::engine {
 namespace {
@@ -373,32 +372,8 @@ TEST_F(WarmEscapeTest, ABootstrapThatNeverGetsReadyIsReportedNotServed) {
 // Each self-test case (languages/<id>/tests/*.toml) of every language with a warm bootstrap, run
 // warm and, where the language has a zygote, forked from it, must give what it gives cold
 // (tests/integration/language_selftest.cc); cases with env run cold anyway.
-struct Case {
-  std::string language;
-  fs::path file;
-};
-std::vector<Case> WarmCases() {
-  std::vector<Case> out;
-  for (const auto& dir : fs::directory_iterator(POLYRUN_LANGUAGES_DIR)) {
-    if (!fs::exists(dir.path() / "manifest.toml") ||
-        !toml::parse((dir.path() / "manifest.toml").string()).contains("warm")) {
-      continue;
-    }
-    const std::string lang = dir.path().filename().string();
-    for (const auto& f : fs::directory_iterator(dir.path() / "tests")) {
-      const toml::value spec = toml::parse(f.path().string());
-      if (f.path().filename() == "session.toml" || toml::find_or<bool>(spec, "check", false) ||
-          spec.contains("env")) {
-        continue;
-      }
-      out.push_back({lang, f.path()});
-    }
-  }
-  std::sort(out.begin(), out.end(), [](const Case& a, const Case& b) { return a.file < b.file; });
-  return out;
-}
-
-class WarmSelfTest : public WarmEscapeTest, public ::testing::WithParamInterface<Case> {
+class WarmSelfTest : public WarmEscapeTest,
+                     public ::testing::WithParamInterface<escape::SelfTestCase> {
  protected:
   static bool ZygoteServes(const std::string& language) {
     return zygote_engine_->ZygoteStats().contains(language);
@@ -407,24 +382,7 @@ class WarmSelfTest : public WarmEscapeTest, public ::testing::WithParamInterface
 
 TEST_P(WarmSelfTest, BehavesAsCold) {
   const toml::value spec = toml::parse(GetParam().file.string());
-  ExecutionRequest req;
-  req.language = GetParam().language;
-  if (spec.contains("code")) {
-    req.code = toml::find<std::string>(spec, "code");
-  } else {
-    req.entry = toml::find<std::string>(spec, "entry");
-    for (const auto& f : toml::find<toml::array>(spec, "files")) {
-      std::string content = toml::find<std::string>(f, "content");
-      if (toml::find_or<std::string>(f, "encoding", "utf8") == "base64") {
-        auto bytes = Base64Decode(content);
-        ASSERT_TRUE(bytes) << bytes.error().message();
-        content = std::move(*bytes);
-      }
-      req.files.push_back({toml::find<std::string>(f, "name"), std::move(content)});
-    }
-  }
-  req.stdin_data = toml::find_or<std::string>(spec, "stdin", "");
-  req.args = toml::find_or<std::vector<std::string>>(spec, "args", {});
+  const ExecutionRequest req = escape::SelfTestRequest(GetParam());
   const toml::value& expect = toml::find(spec, "expect");
   // A compile error ends a run before its run stage, the one a warm sandbox serves.
   const bool no_run_stage = toml::find<std::string>(expect, "status") == "compile_error";
@@ -476,14 +434,8 @@ TEST_P(WarmSelfTest, BehavesAsCold) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Languages, WarmSelfTest, ::testing::ValuesIn(WarmCases()),
-                         [](const ::testing::TestParamInfo<Case>& i) {
-                           std::string name = i.param.language + "_" + i.param.file.stem().string();
-                           std::replace_if(
-                               name.begin(), name.end(), [](char c) { return !std::isalnum(c); },
-                               '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Languages, WarmSelfTest, ::testing::ValuesIn(escape::SelfTestCases(true)),
+                         escape::SelfTestName);
 
 }  // namespace
 }  // namespace polyrun::engine

@@ -96,7 +96,8 @@ std::unique_ptr<TestServer> TestServer::Start(server::ServerOptions options,
       t->sessions_.get(),
       [&eng] { return eng.WarmPoolStats(); },
       [&eng] { return eng.ZygoteStats(); },
-      [&eng] { return eng.sandbox().TeardownFailures(); }};
+      [&eng] { return eng.sandbox().TeardownFailures(); },
+      [&eng] { return eng.PrebuiltStats(); }};
   t->server_ = std::make_unique<server::Server>(std::move(options), deps);
   if (auto started = t->server_->Start(); !started) {
     throw std::runtime_error("Server::Start: " + started.error().message());
