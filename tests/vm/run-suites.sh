@@ -16,11 +16,19 @@ fi
 
 # Language self-tests: two languages (an interpreter and a compiler) stand for all of them here;
 # the language-specific parts do not depend on the cgroup version, and the VM emulates its CPU.
-cli_filter='Cli.*:ArtifactCache.*:Check.*:Languages/LanguageSelfTest.Passes/python_*:Languages/LanguageSelfTest.Passes/c_*'
-for suite in src/sandbox/sandbox_test tests/escape/escape_test tests/integration/cli_test; do
-  echo "== $suite (cgroup v2)"
-  filter='*'
-  [ "$suite" = tests/integration/cli_test ] && filter=$cli_filter
+# That holds for the CLI's self-tests and for the escape suite's replay of them in prebuilt
+# sandboxes.
+replay='Languages/PrebuiltSelfTest.BehavesAsCold'
+runs=(
+  "src/sandbox/sandbox_test|*"
+  "tests/escape/escape_test|-$replay/*"
+  "tests/escape/escape_test|$replay/python_*:$replay/c_*"
+  "tests/integration/cli_test|Cli.*:ArtifactCache.*:Check.*:Languages/LanguageSelfTest.Passes/python_*:Languages/LanguageSelfTest.Passes/c_*"
+)
+for run in "${runs[@]}"; do
+  suite=${run%%|*}
+  filter=${run#*|}
+  echo "== $suite $filter (cgroup v2)"
   if [ -x "$BUILD/$suite" ]; then
     "$BUILD/$suite" --gtest_brief=1 --gtest_filter="$filter" || status=1
   else
