@@ -117,8 +117,19 @@ Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int tim
   char lang_env[] = "LANG=C.UTF-8";
   char home_env[] = "HOME=/nonexistent";
   char* envp[] = {path_env, lang_env, home_env, nullptr};
+  // Every signal at its default and none blocked, whatever this process has: the server blocks
+  // SIGINT and SIGTERM in every thread, and the sandbox ignores SIGPIPE (Sandbox::Create).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, args.data(), envp);
+  int rc = posix_spawn(&pid, argv[0].c_str(), &fa, &attr, args.data(), envp);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) return SysFail("posix_spawn", argv[0], rc);
   wr.reset();

@@ -53,8 +53,9 @@ class Registry {
 // a recipe or a pinned npm toolchain does; part of the version and artifact cache keys.
 std::string FolderStamp(const Language& lang);
 
-// Runs a trusted host program (a toolchain's version command) with a clean environment and no
-// shell, returning its combined stdout and stderr. Bounded in time and output.
+// Runs a trusted host program (a toolchain's version command) with a clean environment, every
+// signal at its default and none blocked, and no shell, returning its combined stdout and
+// stderr. Bounded in time and output.
 Result<std::string> RunHostProgram(const std::vector<std::string>& argv, int timeout_ms = 10000);
 
 }  // namespace polyrun::languages

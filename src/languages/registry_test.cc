@@ -1,7 +1,10 @@
 #include "languages/registry.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -107,6 +110,28 @@ TEST(Registry, LoadForParsesOnlyTheResolvedLanguageAndRebuildsAStaleIndex) {
   auto again = Registry::LoadFor(POLYRUN_LANGUAGES_DIR, "py", cache.string());
   EXPECT_EQ(again->entries().size(), 1u);
   fs::remove_all(cache);
+}
+
+TEST(RunHostProgram, StartsItWithEverySignalAtItsDefaultAndNoneBlocked) {
+  // As `polyrun serve` leaves them: SIGPIPE ignored (Sandbox::Create), SIGTERM blocked.
+  struct sigaction ignore {
+  }, previous{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &previous);
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &term, &old_mask);
+  auto out = RunHostProgram({"/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"});
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGPIPE, &previous, nullptr);
+  ASSERT_TRUE(out) << out.error().message();
+  unsigned long long blocked = 0, ignored = 0;
+  ASSERT_EQ(std::sscanf(out->c_str(), "SigBlk: %llx SigIgn: %llx", &blocked, &ignored), 2) << *out;
+  EXPECT_EQ(blocked, 0u) << *out;
+  // Signals 1-31. glibc reserves 32 and 33 for itself (sigfillset leaves them out), and this
+  // process's own parent may have left them ignored: nothing polyrun can set.
+  EXPECT_EQ(ignored & 0x7fffffffu, 0u) << *out;
 }
 
 }  // namespace
