@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -93,10 +94,10 @@ void KillAndForget(std::vector<Process>& procs) {
   procs.clear();
 }
 
-// The cgroups the sandbox made for the runs of server process `pid` ("run-PID-N" under each
-// hierarchy), removed once their processes are gone; a server that dies cannot remove them.
-void RemoveRunCgroups(pid_t pid) {
-  const std::string prefix = "run-" + std::to_string(pid) + "-";
+// The cgroups the sandbox made for the runs of server process `server` ("run-PID-N" under each
+// hierarchy); a server that dies cannot remove them.
+std::vector<std::filesystem::path> RunCgroups(pid_t server) {
+  const std::string prefix = "run-" + std::to_string(server) + "-";
   std::vector<std::filesystem::path> found;
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(
@@ -113,8 +114,52 @@ void RemoveRunCgroups(pid_t pid) {
       it.disable_recursion_pending();
     }
   }
-  for (const auto& dir : found) {
-    if (::rmdir(dir.c_str()) != 0) ADD_FAILURE() << "rmdir " << dir << ": " << strerror(errno);
+  return found;
+}
+
+// The processes now in the run cgroups of server `server`: those its sandboxes started after
+// any look at its descendants too (a pool's refill, the moment it was killed). Each is pinned
+// by a pidfd and kept only if, once pinned, it is still in such a cgroup: a pid that ended and
+// was reused meanwhile is never taken for one of ours.
+std::vector<Process> RunCgroupProcesses(pid_t server) {
+  const std::string marker = "/run-" + std::to_string(server) + "-";
+  std::set<pid_t> seen;
+  std::vector<Process> out;
+  for (const auto& dir : RunCgroups(server)) {
+    std::ifstream procs(dir / "cgroup.procs");
+    for (pid_t pid = 0; procs >> pid;) {
+      if (!seen.insert(pid).second) continue;
+      const int fd = PidfdOpen(pid);
+      if (fd < 0) continue;  // gone meanwhile
+      std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+      const std::string cgroups((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+      if (cgroups.find(marker) == std::string::npos) {
+        ::close(fd);
+        continue;
+      }
+      out.push_back({pid, "in " + dir.string(), fd});
+    }
+  }
+  return out;
+}
+
+// Ends whatever is left in the run cgroups of dead server `server` and removes the cgroups.
+// A process killed leaves its cgroup only once the kernel has finished its exit (rmdir says
+// EBUSY until then), and one may fork between the listing and the kill: look again until the
+// cgroup is empty. ENOENT: another polyrun swept the dead server's cgroups first.
+void RemoveRunCgroups(pid_t server) {
+  for (const auto& dir : RunCgroups(server)) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      std::vector<Process> left = RunCgroupProcesses(server);
+      KillAndForget(left);
+      if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
+      if (errno != EBUSY || std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "rmdir " << dir << ": " << strerror(errno);
+        break;
+      }
+    }
   }
 }
 
@@ -132,6 +177,7 @@ class ServeProcess {
     std::vector<std::string> args = {POLYRUN_BINARY, "--config",    config,   "serve",
                                      "--listen",     "127.0.0.1:0", "--data", data_dir};
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     int out[2];
@@ -252,6 +298,15 @@ TEST(CrashTest, SandboxedRunsDieWithTheirServer) {
 
   const pid_t server_pid = serve.pid();
   serve.Kill();
+  // And whatever its sandboxes held when it died, the snapshot above notwithstanding: a pool
+  // may have started a sandbox since.
+  for (Process& p : RunCgroupProcesses(server_pid)) {
+    if (std::ranges::any_of(procs, [&](const Process& q) { return q.pid == p.pid; })) {
+      ::close(p.pidfd);
+    } else {
+      procs.push_back(p);
+    }
+  }
   std::string survivors;
   for (const auto& p : procs) {
     if (!WaitExit(p.pidfd, milliseconds(10000))) {
