@@ -540,12 +540,7 @@ std::optional<sandbox::PreparedSandbox> Engine::TakePrebuilt(const languages::La
                                                              const sandbox::SandboxSpec& run) {
   if (!prebuilt_ || !prebuilt_->Serves(lang.id) || req.network) return std::nullopt;
   if (!SameTree(prebuilt_->SpecOf(lang.id)->limits, ToSandboxLimits(limits))) return std::nullopt;
-  // polyrun-exec writes the files under the run's file-size limit; a cold init, before it.
-  if (std::any_of(run.files.begin(), run.files.end(), [&](const sandbox::SandboxFile& f) {
-        return f.content.size() > run.limits.file_size_bytes;
-      })) {
-    return std::nullopt;
-  }
+  if (!sandbox::Sandbox::PrebuiltServes(run)) return std::nullopt;  // e.g. an oversized file
   return prebuilt_->Take(lang.id);
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "sandbox/child_plan.h"
+#include "util/files.h"
 
 namespace {
 
@@ -28,24 +29,13 @@ constexpr int kReportFd = 3;
 // Argument and environment strings with file names: execve itself takes at most a few MB.
 constexpr uint64_t kMaxHeader = 64ull << 20;
 
-bool WriteFully(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 [[noreturn]] void Fail(polyrun::sandbox::InitReport::Kind kind, const char* what, const char* path,
                        int err) {
   polyrun::sandbox::InitReport report;
   report.kind = kind;
   report.err = err;
   std::snprintf(report.what, sizeof report.what, "%s%s", what, path);
-  WriteFully(kReportFd, reinterpret_cast<const char*>(&report), sizeof report);
+  polyrun::WriteAll(kReportFd, &report, sizeof report);
   ::_exit(127);
 }
 
@@ -118,7 +108,7 @@ void WriteFile(char* name, uint32_t mode, uint64_t size) {
   while (size > 0) {
     const size_t n = size < sizeof buf ? size : sizeof buf;
     if (!ReadExact(0, buf, n)) ::_exit(125);
-    if (!WriteFully(fd, buf, n)) {
+    if (!polyrun::WriteAll(fd, buf, n)) {
       Fail(polyrun::sandbox::InitReport::kSetupFailed, "write /work/", name, errno);
     }
     size -= n;
@@ -129,7 +119,8 @@ void WriteFile(char* name, uint32_t mode, uint64_t size) {
 }  // namespace
 
 int main() {
-  if (::fcntl(kReportFd, F_SETFD, FD_CLOEXEC) != 0 || !WriteFully(kReportFd, "R", 1)) return 125;
+  if (::fcntl(kReportFd, F_SETFD, FD_CLOEXEC) != 0 || !polyrun::WriteAll(kReportFd, "R", 1))
+    return 125;
   uint64_t size = 0;
   if (!ReadExact(0, reinterpret_cast<char*>(&size), sizeof size)) return 125;
   if (size > kMaxHeader) {

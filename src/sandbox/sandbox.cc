@@ -326,7 +326,7 @@ Result<SandboxOutcome> Sandbox::Run(const SandboxSpec& spec) {
   auto prepared = Prepare(spec, /*keep_stdin=*/false);
   if (!prepared) return std::unexpected(prepared.error());
   auto& tree = *prepared->tree_;
-  return Supervise(tree, spec, tree.start, 0, FdThree::kFrames);
+  return Supervise(tree, spec, tree.start, 0, FdThree::kFrames, spec.stdin_data);
 }
 
 Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpec& run) {
@@ -336,7 +336,7 @@ Result<SandboxOutcome> Sandbox::Claim(PreparedSandbox prepared, const SandboxSpe
   if (prepared.tree_->exec_stub) {
     return Fail(Errc::kInvalidArgument, "sandbox: a prebuilt sandbox is run with RunPrebuilt");
   }
-  return SuperviseClaimed(*prepared.tree_, run, FdThree::kBootstrapEnd);
+  return SuperviseClaimed(*prepared.tree_, run, FdThree::kBootstrapEnd, run.stdin_data);
 }
 
 Result<PreparedSandbox> Sandbox::Prebuild(const SandboxSpec& spec) {
@@ -344,6 +344,7 @@ Result<PreparedSandbox> Sandbox::Prebuild(const SandboxSpec& spec) {
   stub.argv = {kExecStubPath};
   stub.env.clear();
   stub.files.clear();
+  stub.collect.clear();
   stub.binds.push_back({POLYRUN_EXEC_STUB, false, kExecStubPath});
   stub.frames_channel = true;  // its "R", and its report if it cannot become the program
   auto prepared = Prepare(stub, /*keep_stdin=*/true);
@@ -355,6 +356,12 @@ Result<SandboxOutcome> Sandbox::RunPrebuilt(PreparedSandbox prepared, const Sand
   if (!prepared.tree_ || !prepared.tree_->pid_fd.valid() || !prepared.tree_->exec_stub) {
     return Fail(Errc::kInvalidArgument, "sandbox: not an unused prebuilt sandbox");
   }
+  if (auto serves = PrebuiltServes(run); !serves) return std::unexpected(serves.error());
+  const std::string request = EncodeExecRequest(run.argv, run.env, run.files, run.stdin_data);
+  return SuperviseClaimed(*prepared.tree_, run, FdThree::kExecReport, request);
+}
+
+Result<void> Sandbox::PrebuiltServes(const SandboxSpec& run) {
   if (run.frames_channel || !run.collect.empty()) {
     return Fail(Errc::kInvalidArgument,
                 "sandbox: a prebuilt sandbox serves no frames channel and collects nothing");
@@ -369,13 +376,11 @@ Result<SandboxOutcome> Sandbox::RunPrebuilt(PreparedSandbox prepared, const Sand
                   "sandbox: file \"" + f.name + "\" is larger than the file size limit");
     }
   }
-  SandboxSpec with_request = run;
-  with_request.stdin_data = EncodeExecRequest(run.argv, run.env, run.files) + run.stdin_data;
-  return SuperviseClaimed(*prepared.tree_, with_request, FdThree::kExecReport);
+  return {};
 }
 
 Result<SandboxOutcome> Sandbox::SuperviseClaimed(StartedTree& tree, const SandboxSpec& run,
-                                                 FdThree fd3) {
+                                                 FdThree fd3, std::string_view stdin_data) {
   uint64_t cpu_base = 0;
   if (auto u = tree.cgroup->Usage(); u) cpu_base = u->cpu_ns;
   // The per-process RLIMIT_CPU, the second fence behind the cgroup's accounting, was set when
@@ -397,9 +402,9 @@ Result<SandboxOutcome> Sandbox::SuperviseClaimed(StartedTree& tree, const Sandbo
       cpu = {std::min(cpu.rlim_cur, wanted.rlim_cur), std::min(cpu.rlim_max, wanted.rlim_max)};
       if (::prlimit(child, RLIMIT_CPU, &cpu, nullptr) == 0) continue;
     }
-    if (errno != ESRCH) return SysFail("prlimit", "RLIMIT_CPU of the warm sandbox's program");
+    if (errno != ESRCH) return SysFail("prlimit", "RLIMIT_CPU of the claimed sandbox's program");
   }
-  return Supervise(tree, run, Clock::now(), cpu_base, fd3);
+  return Supervise(tree, run, Clock::now(), cpu_base, fd3, stdin_data);
 }
 
 Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec) {
@@ -641,7 +646,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
 
 Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& spec,
                                           Clock::time_point start, uint64_t cpu_base_ns,
-                                          FdThree fd3) {
+                                          FdThree fd3, std::string_view stdin_data) {
   const SandboxLimits& lim = spec.limits;
   UniqueFd& pid_fd = tree.pid_fd;
   Cgroup& cg = *tree.cgroup;
@@ -682,7 +687,7 @@ Result<SandboxOutcome> Sandbox::Supervise(StartedTree& tree, const SandboxSpec& 
     }
   };
 
-  std::string_view stdin_left = spec.stdin_data;
+  std::string_view stdin_left = stdin_data;
   UniqueFd stdin_w = std::move(tree.stdin_w);
   if (stdin_w.valid()) SetNonBlocking(stdin_w.get());
   std::string pump_buf;  // bytes read from spec.stdin_fd not yet written

@@ -93,17 +93,20 @@ class Sandbox {
 
   // Prebuilt sandboxes (docs/performance.md): a tree built ahead of its run with nothing of the
   // run in it, its program polyrun-exec (exec_stub.h) waiting for the run's program. Prebuild
-  // builds `spec`'s binds, extra_syscalls, collect and limits as Prepare does; its argv, env
-  // and files are ignored. RunPrebuilt then writes the run's files into /work and executes the
+  // builds `spec`'s binds, extra_syscalls and limits as Prepare does; its argv, env, files and
+  // collect are ignored. RunPrebuilt then writes the run's files into /work and executes the
   // run's argv with the run's env, supervised as Claim supervises a warm run (clocks from the
   // call, RLIMIT_CPU lowered to the run's): from the program's execve on, it is the run of a
   // tree built for it. The run's tree-building limits must be those of `spec` (the caller's
-  // contract, as for Claim); kInvalidArgument for a run it cannot serve: a prepared sandbox
-  // that is not prebuilt, a frames channel, collect other than the tree's, or a file larger
-  // than the run's file-size limit (polyrun-exec writes the files under it; a cold init writes
-  // them before it is set).
+  // contract, as for Claim); kInvalidArgument for a prepared sandbox that is not prebuilt, and
+  // for a run PrebuiltServes refuses.
   Result<PreparedSandbox> Prebuild(const SandboxSpec& spec);
   Result<SandboxOutcome> RunPrebuilt(PreparedSandbox prepared, const SandboxSpec& run);
+  // Whether a prebuilt sandbox can serve `run`, the one rule for RunPrebuilt and its callers:
+  // kInvalidArgument, naming the field, for a frames channel, anything to collect, an argv[0]
+  // that is not absolute, a file name that is not relative, or a file larger than the run's
+  // file-size limit (polyrun-exec writes the files under it; a cold init, before it is set).
+  static Result<void> PrebuiltServes(const SandboxSpec& run);
 
   // Zygotes (zygote.h). StartZygote builds `spec`'s tree as Prepare does, with its program as a
   // fork server (ChildPlan::fork_server; fd 3 is its control socket), hands it the seccomp
@@ -140,11 +143,14 @@ class Sandbox {
   // run"): its init has reported and closed the status channel, or (kBootstrapEnd) the
   // program said on fd 3 that it ended, or it was killed. Then every process of it is sent
   // SIGKILL, the pipes are drained, and the rest of the teardown goes to the graveyard.
+  // `stdin_data` is written to the program's stdin (spec.stdin_data, or RunPrebuilt's request
+  // with it) before spec.stdin_fd is pumped; it must outlive the call.
   Result<SandboxOutcome> Supervise(StartedTree& tree, const SandboxSpec& spec,
                                    std::chrono::steady_clock::time_point start,
-                                   uint64_t cpu_base_ns, FdThree fd3);
+                                   uint64_t cpu_base_ns, FdThree fd3, std::string_view stdin_data);
   // Claim's and RunPrebuilt's common part: clocks and the CPU rlimit from now on.
-  Result<SandboxOutcome> SuperviseClaimed(StartedTree& tree, const SandboxSpec& run, FdThree fd3);
+  Result<SandboxOutcome> SuperviseClaimed(StartedTree& tree, const SandboxSpec& run, FdThree fd3,
+                                          std::string_view stdin_data);
   SandboxConfig config_;
   std::unique_ptr<NetnsPool> netns_;  // null: each run's namespace is made with it
   // Last, so it is destroyed first: it finishes every run's teardown before the rest goes.

@@ -329,7 +329,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
         auto tree = ForkedTree(std::move(ahead->pid_fd), std::move(*cgroup),
                                std::move(ahead->stdin_w), std::move(ahead->out_r),
                                std::move(ahead->err_r), std::move(ahead->status), start);
-        return Supervise(*tree, run, start, 0, FdThree::kFrames);
+        return Supervise(*tree, run, start, 0, FdThree::kFrames, run.stdin_data);
       }
       // The server is gone: the on-demand path below says so.
     }
@@ -367,7 +367,7 @@ Result<SandboxOutcome> Sandbox::RunInZygote(Zygote& zygote, const SandboxSpec& r
   auto tree = ForkedTree(std::move(answer->pid_fd), std::move(*cgroup),
                          std::move(channels->in.write), std::move(channels->out.read),
                          std::move(channels->err.read), std::move(channels->status_host), start);
-  return Supervise(*tree, run, start, 0, FdThree::kFrames);
+  return Supervise(*tree, run, start, 0, FdThree::kFrames, run.stdin_data);
 }
 
 Result<void> Sandbox::ForkAhead(Zygote& zygote, std::chrono::milliseconds timeout) {

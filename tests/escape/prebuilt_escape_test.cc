@@ -169,7 +169,11 @@ TEST_F(PrebuiltSandboxTest, EachServesOneRunAndOnlyThroughRunPrebuilt) {
   large.files = {{"big", std::string(1001, 'x'), false}};
   sandbox::SandboxSpec collect = run;
   collect.collect = {"out"};
-  for (const sandbox::SandboxSpec& refused : {large, collect}) {
+  sandbox::SandboxSpec frames = run;
+  frames.frames_channel = true;
+  EXPECT_TRUE(sandbox::Sandbox::PrebuiltServes(run));
+  for (const sandbox::SandboxSpec& refused : {large, collect, frames}) {
+    EXPECT_FALSE(sandbox::Sandbox::PrebuiltServes(refused)) << "the rule the engine asks first";
     auto r = sandbox_->RunPrebuilt(Prebuilt(run), refused);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, Errc::kInvalidArgument) << r.error().message();
