@@ -12,6 +12,7 @@
 #include <linux/mount.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -311,6 +312,12 @@ int StartProgram(void* arg) {
   // The kernel clears the parent-death signal when credentials change: arm it again, or a
   // sandbox would outlive a killed server with nobody left to enforce its limits.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // A host that died while the signal was not armed (before the first prctl, once it had sent
+  // its "go", or since setresgid) sent none. It held the status channel's read end (an init
+  // cloned meanwhile closes its copy at once), and a pipe without readers reports POLLERR to
+  // its writer.
+  pollfd host{kStatusFd, 0, 0};
+  if (::poll(&host, 1, 0) == 1 && (host.revents & POLLERR) != 0) ::_exit(125);
   // Entered only now, so the namespace's root is the run's own cgroup.
   if (::unshare(CLONE_NEWCGROUP) != 0) Die("unshare CLONE_NEWCGROUP", nullptr, errno);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
