@@ -14,6 +14,11 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
   return b;
 }
 
+// Brings `counter` up to `count`, a total the engine keeps that only grows.
+void Follow(prometheus::Counter& counter, uint64_t count) {
+  counter.Increment(std::max(0.0, static_cast<double>(count) - counter.Value()));
+}
+
 }  // namespace
 
 Metrics::Metrics()
@@ -65,9 +70,10 @@ Metrics::Metrics()
                        .Name("polyrun_warm_pool_memory_bytes")
                        .Help("Memory of the waiting warm sandboxes, by language")
                        .Register(*registry_)),
-      warm_missed_(prometheus::BuildGauge()
-                       .Name("polyrun_warm_pool_missed")
-                       .Help("Runs that found their language's warm pool empty (ran cold)")
+      warm_missed_(prometheus::BuildCounter()
+                       .Name("polyrun_warm_pool_missed_total")
+                       .Help("Runs that found their language's warm pool empty (and started "
+                             "from a zygote, a prebuilt sandbox or cold)")
                        .Register(*registry_)),
       zygote_ready_(prometheus::BuildGauge()
                         .Name("polyrun_zygote_ready")
@@ -140,15 +146,13 @@ std::string Metrics::Render(size_t queued, size_t running,
                             uint64_t teardown_failures,
                             const std::map<std::string, engine::WarmPool::Stats>& prebuilt) {
   queued_.Set(static_cast<double>(queued));
-  // The sandbox's count only grows: the counter follows it.
-  teardown_failures_.Increment(
-      std::max(0.0, static_cast<double>(teardown_failures) - teardown_failures_.Value()));
+  Follow(teardown_failures_, teardown_failures);
   running_.Set(static_cast<double>(running));
   for (const auto& [language, s] : warm) {
     warm_ready_.Add({{"language", language}}).Set(static_cast<double>(s.ready));
     warm_target_.Add({{"language", language}}).Set(static_cast<double>(s.target));
     warm_memory_.Add({{"language", language}}).Set(static_cast<double>(s.memory_bytes));
-    warm_missed_.Add({{"language", language}}).Set(static_cast<double>(s.missed));
+    Follow(warm_missed_.Add({{"language", language}}), s.missed);
   }
   for (const auto& [language, s] : prebuilt) {
     prebuilt_ready_.Add({{"language", language}}).Set(static_cast<double>(s.ready));
@@ -156,9 +160,7 @@ std::string Metrics::Render(size_t queued, size_t running,
   }
   for (const auto& [language, s] : zygotes) {
     zygote_ready_.Add({{"language", language}}).Set(s.ready ? 1 : 0);
-    // The engine's count only grows: the counter follows it.
-    prometheus::Counter& starts = zygote_starts_.Add({{"language", language}});
-    starts.Increment(std::max(0.0, static_cast<double>(s.started) - starts.Value()));
+    Follow(zygote_starts_.Add({{"language", language}}), s.started);
     zygote_runs_.Add({{"language", language}}).Set(static_cast<double>(s.runs));
     zygote_runs_ahead_.Add({{"language", language}}).Set(static_cast<double>(s.runs_ahead));
     zygote_ahead_.Add({{"language", language}}).Set(static_cast<double>(s.ahead));

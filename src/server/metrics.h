@@ -50,7 +50,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& warm_ready_;
   prometheus::Family<prometheus::Gauge>& warm_target_;
   prometheus::Family<prometheus::Gauge>& warm_memory_;
-  prometheus::Family<prometheus::Gauge>& warm_missed_;
+  prometheus::Family<prometheus::Counter>& warm_missed_;
   prometheus::Family<prometheus::Gauge>& zygote_ready_;
   prometheus::Family<prometheus::Counter>& zygote_starts_;
   prometheus::Family<prometheus::Gauge>& zygote_runs_;

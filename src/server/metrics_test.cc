@@ -34,7 +34,8 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   EXPECT_TRUE(Has(text, "polyrun_sandbox_teardown_failures_total 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_ready{language=\"javascript\"} 2")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_target{language=\"javascript\"} 3")) << text;
-  EXPECT_TRUE(Has(text, "polyrun_warm_pool_missed{language=\"javascript\"} 5")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_warm_pool_missed_total{language=\"javascript\"} 5")) << text;
+  EXPECT_TRUE(Has(text, "# TYPE polyrun_warm_pool_missed_total counter")) << text;
   EXPECT_TRUE(Has(text, "polyrun_warm_pool_memory_bytes{language=\"javascript\"} 9437184")) << text;
   EXPECT_TRUE(Has(text, "polyrun_prebuilt_ready{language=\"c\"} 1")) << text;
   EXPECT_TRUE(Has(text, "polyrun_prebuilt_memory_bytes{language=\"c\"} 262144")) << text;
@@ -59,6 +60,21 @@ TEST(Metrics, RendersTheWarmPoolsAndZygotesGivenPerLanguage) {
   EXPECT_TRUE(Has(later, "polyrun_zygote_starts_total{language=\"python\"} 3")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_runs{language=\"python\"} 0")) << later;
   EXPECT_TRUE(Has(later, "polyrun_zygote_forked_ahead{language=\"python\"} 0")) << later;
+}
+
+TEST(Metrics, CountersFollowTheEnginesGrowingTotals) {
+  Metrics metrics;
+  engine::WarmPool::Stats warm;
+  warm.missed = 5;
+  engine::Zygotes::Stats zygote;
+  zygote.started = 1;
+  (void)metrics.Render(0, 0, {{"python", warm}}, {{"python", zygote}}, 1, {});
+  warm.missed = 7;
+  zygote.started = 3;
+  const std::string text = metrics.Render(0, 0, {{"python", warm}}, {{"python", zygote}}, 4, {});
+  EXPECT_TRUE(Has(text, "polyrun_warm_pool_missed_total{language=\"python\"} 7")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_zygote_starts_total{language=\"python\"} 3")) << text;
+  EXPECT_TRUE(Has(text, "polyrun_sandbox_teardown_failures_total 4")) << text;
 }
 
 }  // namespace
