@@ -21,12 +21,12 @@ namespace polyrun::sandbox {
 // Where the host binds polyrun-exec in a prebuilt sandbox.
 inline constexpr const char* kExecStubPath = "/polyrun/exec";
 
-// The request for `argv`, `env` and `files`, followed by `stdin`, the run's own input: the one
+// The request for `argv`, `env` and `files`, followed by `run_stdin`, the run's own input: the one
 // buffer the host writes to the stub's stdin.
 inline std::string EncodeExecRequest(const std::vector<std::string>& argv,
                                      const std::vector<std::string>& env,
                                      const std::vector<SandboxFile>& files,
-                                     std::string_view stdin) {
+                                     std::string_view run_stdin) {
   std::string header;
   auto put = [&header](const auto& value) {
     header.append(reinterpret_cast<const char*>(&value), sizeof value);
@@ -46,12 +46,12 @@ inline std::string EncodeExecRequest(const std::vector<std::string>& argv,
     content += f.content.size();
   }
   std::string out;
-  out.reserve(sizeof(uint64_t) + header.size() + content + stdin.size());
+  out.reserve(sizeof(uint64_t) + header.size() + content + run_stdin.size());
   const auto size = static_cast<uint64_t>(header.size());
   out.append(reinterpret_cast<const char*>(&size), sizeof size);
   out += header;
   for (const auto& f : files) out += f.content;
-  out += stdin;
+  out += run_stdin;
   return out;
 }
 

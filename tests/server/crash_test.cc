@@ -117,28 +117,39 @@ std::vector<std::filesystem::path> RunCgroups(pid_t server) {
   return found;
 }
 
-// The processes now in the run cgroups of server `server`: those its sandboxes started after
-// any look at its descendants too (a pool's refill, the moment it was killed). Each is pinned
-// by a pidfd and kept only if, once pinned, it is still in such a cgroup: a pid that ended and
-// was reused meanwhile is never taken for one of ours.
-std::vector<Process> RunCgroupProcesses(pid_t server) {
+// The processes now in run cgroup `dir` of server `server`. Each is pinned by a pidfd and kept
+// only if, once pinned, it is still in such a cgroup: a pid that ended and was reused meanwhile
+// is never taken for one of ours.
+std::vector<Process> ProcessesIn(const std::filesystem::path& dir, pid_t server) {
   const std::string marker = "/run-" + std::to_string(server) + "-";
-  std::set<pid_t> seen;
+  std::vector<Process> out;
+  std::ifstream procs(dir / "cgroup.procs");
+  for (pid_t pid = 0; procs >> pid;) {
+    const int fd = PidfdOpen(pid);
+    if (fd < 0) continue;  // gone meanwhile
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+    const std::string cgroups((std::istreambuf_iterator<char>(in)),
+                              std::istreambuf_iterator<char>());
+    if (cgroups.find(marker) == std::string::npos) {
+      ::close(fd);
+      continue;
+    }
+    out.push_back({pid, "in " + dir.string(), fd});
+  }
+  return out;
+}
+
+// The processes now in any run cgroup of server `server`: those its sandboxes started after
+// any look at its descendants too (a pool's refill, the moment it was killed).
+std::vector<Process> RunCgroupProcesses(pid_t server) {
   std::vector<Process> out;
   for (const auto& dir : RunCgroups(server)) {
-    std::ifstream procs(dir / "cgroup.procs");
-    for (pid_t pid = 0; procs >> pid;) {
-      if (!seen.insert(pid).second) continue;
-      const int fd = PidfdOpen(pid);
-      if (fd < 0) continue;  // gone meanwhile
-      std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
-      const std::string cgroups((std::istreambuf_iterator<char>(in)),
-                                std::istreambuf_iterator<char>());
-      if (cgroups.find(marker) == std::string::npos) {
-        ::close(fd);
-        continue;
+    for (Process& p : ProcessesIn(dir, server)) {
+      if (std::ranges::any_of(out, [&](const Process& q) { return q.pid == p.pid; })) {
+        ::close(p.pidfd);  // the same process in another hierarchy (v1)
+      } else {
+        out.push_back(p);
       }
-      out.push_back({pid, "in " + dir.string(), fd});
     }
   }
   return out;
@@ -152,7 +163,7 @@ void RemoveRunCgroups(pid_t server) {
   for (const auto& dir : RunCgroups(server)) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     for (;;) {
-      std::vector<Process> left = RunCgroupProcesses(server);
+      std::vector<Process> left = ProcessesIn(dir, server);
       KillAndForget(left);
       if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) break;
       if (errno != EBUSY || std::chrono::steady_clock::now() > deadline) {
