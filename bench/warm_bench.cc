@@ -12,16 +12,20 @@
 // The paths are interleaved in blocks after a warm-up, so machine noise lands on all alike.
 // Then the memory one waiting warm sandbox, one prebuilt sandbox and one zygote cost (their
 // cgroups' peaks), and the sustained throughput of Python `print(1)` at concurrency 1, 2, 4 and 8:
-// bare, cold, warm pools alone, and served (warm pools and the zygote, as `polyrun serve` keeps
-// them).
+// bare; fork, the floor of any fork-per-run design (bench/fork_floor.py: a Python parent holding
+// what the zygote holds forks a child per run, with no isolation at all); cold, warm pools alone,
+// the zygote alone, and served (warm pools and the zygote, as `polyrun serve` keeps them). Each
+// isolated path's rate is given as a ratio to bare and to fork. Last, the CPU per run the issue's
+// 1500 runs/s leave on this machine, beside the fork floor's and a network namespace's.
 //
 // Needs root (the sandbox). Prints one table and writes bench/results/warm.json.
 //
 //   warm_bench [--runs N] [--languages python,javascript,typescript,ruby,r,java] [--out FILE]
-//              [--throughput-seconds S] [--throughput-paths bare,cold,warm,zygote,served]
+//              [--throughput-seconds S] [--throughput-paths bare,fork,cold,warm,zygote,served]
 //              [--concurrency 1,2,4,8]
 // An empty --languages list skips the latency table (for profiling one throughput path).
 #include <fcntl.h>
+#include <sched.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,6 +45,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/engine.h"
@@ -176,10 +182,105 @@ void AwaitFirstFills(Engine& engine) {
   }
 }
 
+// Machine-wide CPU time so far, in ms: every CPU's user, nice, system, irq and softirq time from
+// /proc/stat, so kernel workers count too (a network namespace is torn down on them).
+double BusyMs() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+  if (cpu != "cpu") Die("/proc/stat: no cpu line");
+  return 1000.0 * static_cast<double>(user + nice + system + irq + softirq) /
+         static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The machine's CPU per child of `children` forked over two threads, each of which exits at once,
+// or after unshare(flags) when flags are set. Counted until a second after the last child's end,
+// when the kernel's teardown of what they made has run.
+double CpuPerChildMs(size_t children, int flags) {
+  const double busy = BusyMs();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([children, flags] {
+      for (size_t i = 0; i < children / 2; ++i) {
+        const pid_t pid = ::fork();
+        if (pid == 0) ::_exit(flags != 0 && ::unshare(flags) != 0 ? 1 : 0);
+        int status = 0;
+        if (pid < 0 || ::waitpid(pid, &status, 0) != pid || status != 0) {
+          Die("isolation budget: fork or unshare failed");
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  return (BusyMs() - busy) / static_cast<double>(children);
+}
+
+// The throughput target as CPU per run on this machine, beside what a run cannot avoid:
+// the fork floor's CPU per run at its best rate (when the fork path ran), and a network namespace
+// made and freed (each run has its own): fork-and-exit children with and without
+// unshare(CLONE_NEWNET), interleaved twice.
+json IsolationBudget(const json& throughput) {
+  constexpr double kTargetRunsPerSecond = 1500;
+  constexpr size_t kChildren = 2000;
+  const auto cpus = static_cast<double>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<double> bare, netns;
+  for (int i = 0; i < 2; ++i) {
+    bare.push_back(CpuPerChildMs(kChildren, 0));
+    netns.push_back(CpuPerChildMs(kChildren, CLONE_NEWNET));
+  }
+  json j;
+  j["target_runs_per_second"] = kTargetRunsPerSecond;
+  j["cpus"] = cpus;
+  j["budget_ms"] = 1000 * cpus / kTargetRunsPerSecond;
+  j["fork_exit_ms"] = *std::min_element(bare.begin(), bare.end());
+  j["fork_unshare_net_exit_ms"] = *std::min_element(netns.begin(), netns.end());
+  j["netns_ms"] = j["fork_unshare_net_exit_ms"].get<double>() - j["fork_exit_ms"].get<double>();
+  std::printf("\nCPU per run (all CPUs, kernel workers included):\n");
+  const auto line = [](const std::string& what, double ms, const std::string& note) {
+    std::printf("  %-46s %6.2f ms%s\n", what.c_str(), ms, note.c_str());
+  };
+  line("budget of " + std::to_string(static_cast<int>(kTargetRunsPerSecond)) + " runs/s on " +
+           std::to_string(static_cast<int>(cpus)) + " CPUs",
+       j["budget_ms"].get<double>(), "");
+  if (throughput.contains("fork")) {
+    double best = 0;
+    for (const auto& [c, row] : throughput["fork"].items()) {
+      best = std::max(best, row["runs_per_second"].get<double>());
+    }
+    j["fork_floor_ms"] = 1000 * cpus / best;
+    line("the fork floor at its best rate (" + std::to_string(static_cast<int>(best)) + "/s)",
+         j["fork_floor_ms"].get<double>(), "");
+  }
+  char note[96];
+  std::snprintf(note, sizeof note, "  (a child %.2f ms with one, %.2f without)",
+                j["fork_unshare_net_exit_ms"].get<double>(), j["fork_exit_ms"].get<double>());
+  line("a network namespace made and freed", j["netns_ms"].get<double>(), note);
+  return j;
+}
+
+// The fork floor at one concurrency (bench/fork_floor.py): its runs' latencies, and its rate.
+std::pair<std::vector<double>, double> ForkFloor(const Hello& hello, double seconds,
+                                                 int concurrency) {
+  const std::string text =
+      Bare({"/usr/bin/python3", "-s", std::string(POLYRUN_BENCH_DIR) + "/fork_floor.py",
+            "--seconds", std::to_string(seconds), "--concurrency", std::to_string(concurrency),
+            "--code", hello.code, "--expect", "1\n"});
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.contains("samples_ms") || !j.contains("seconds")) {
+    Die("throughput fork: bench/fork_floor.py gave no result (its error is above)");
+  }
+  auto samples = j["samples_ms"].get<std::vector<double>>();
+  const double rate = static_cast<double>(samples.size()) / j["seconds"].get<double>();
+  return {std::move(samples), rate};
+}
+
 // Sustained throughput of Python `print(1)` at each concurrency: that many threads each running
-// back to back for `seconds`, per path. Warm runs fall back to cold ones whenever the pool is
-// empty, so "warm" reports which share of its runs found a sandbox ready; "served" (warm pools
-// and the zygote, as `polyrun serve` keeps them) which share started warm and which forked.
+// back to back for `seconds`, per path (fork: its own parent, that many children at a time).
+// Warm runs fall back to cold ones whenever the pool is empty, so "warm" reports which share of
+// its runs found a sandbox ready; "served" (warm pools and the zygote, as `polyrun serve` keeps
+// them) which share started warm and which forked.
 json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
                 Engine& served_engine, double seconds, const std::vector<std::string>& paths,
                 const std::vector<int>& concurrencies) {
@@ -189,70 +290,81 @@ json Throughput(Engine& cold_engine, Engine& warm_engine, Engine& zygote_engine,
   req.code = hello.code;
   json out = json::object();
   std::printf("\n%-6s %11s %10s %10s %10s   %s\n", "path", "concurrency", "runs/s", "median ms",
-              "p99 ms", "ratio to bare (runs/s)");
-  std::map<int, double> bare_rate;
+              "p99 ms", "runs/s against bare, against fork");
+  std::map<int, double> bare_rate, fork_rate;
   for (const std::string& path_name : paths) {
     const char* path = path_name.c_str();
     for (int concurrency : concurrencies) {
-      std::vector<std::vector<double>> lat(static_cast<size_t>(concurrency));
-      std::atomic<size_t> warm_starts{0}, zygote_starts{0};
-      const auto t0 = Clock::now();
-      const auto end =
-          t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-      std::vector<std::thread> threads;
-      for (int t = 0; t < concurrency; ++t) {
-        threads.emplace_back([&, t] {
-          while (Clock::now() < end) {
-            const auto s = Clock::now();
-            if (std::string_view(path) == "bare") {
-              if (Bare(hello.bare) != "1\n") Die("throughput bare: wrong output");
-            } else {
-              const std::string_view p = path;
-              Engine& e = p == "cold"     ? cold_engine
-                          : p == "warm"   ? warm_engine
-                          : p == "zygote" ? zygote_engine
-                                          : served_engine;
-              const ExecutionResult r = e.Run(req);
-              if (r.stdout_text != "1\n") Die(std::string("throughput ") + path + ": " + r.reason);
-              if (r.usage.start == "warm") ++warm_starts;
-              if (r.usage.start == "zygote") ++zygote_starts;
-            }
-            lat[static_cast<size_t>(t)].push_back(Ms(Clock::now() - s));
-          }
-        });
-      }
-      for (auto& th : threads) th.join();
-      const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
       std::vector<double> all;
-      for (const auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-      const double rate = static_cast<double>(all.size()) / elapsed;
-      if (std::string_view(path) == "bare") bare_rate[concurrency] = rate;
+      double rate = 0;
+      std::atomic<size_t> warm_starts{0}, zygote_starts{0};
+      if (path_name == "fork") {
+        std::tie(all, rate) = ForkFloor(hello, seconds, concurrency);
+      } else {
+        std::vector<std::vector<double>> lat(static_cast<size_t>(concurrency));
+        const auto t0 = Clock::now();
+        const auto end = t0 + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(seconds));
+        std::vector<std::thread> threads;
+        for (int t = 0; t < concurrency; ++t) {
+          threads.emplace_back([&, t] {
+            while (Clock::now() < end) {
+              const auto s = Clock::now();
+              if (path_name == "bare") {
+                if (Bare(hello.bare) != "1\n") Die("throughput bare: wrong output");
+              } else {
+                Engine& e = path_name == "cold"     ? cold_engine
+                            : path_name == "warm"   ? warm_engine
+                            : path_name == "zygote" ? zygote_engine
+                                                    : served_engine;
+                const ExecutionResult r = e.Run(req);
+                if (r.stdout_text != "1\n") {
+                  Die(std::string("throughput ") + path + ": " + r.reason);
+                }
+                if (r.usage.start == "warm") ++warm_starts;
+                if (r.usage.start == "zygote") ++zygote_starts;
+              }
+              lat[static_cast<size_t>(t)].push_back(Ms(Clock::now() - s));
+            }
+          });
+        }
+        for (auto& th : threads) th.join();
+        const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+        for (const auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+        rate = static_cast<double>(all.size()) / elapsed;
+      }
+      if (path_name == "bare") bare_rate[concurrency] = rate;
+      if (path_name == "fork") fork_rate[concurrency] = rate;
       json j = SummaryJson(all);
       j["runs_per_second"] = rate;
-      // Without bare in the same run there is no baseline, and no ratio.
-      const auto bare = bare_rate.find(concurrency);
-      const double ratio = bare == bare_rate.end() ? 0 : rate / bare->second;
-      if (ratio > 0) j["ratio_to_bare"] = ratio;
       std::printf("%-6s %11d %10.0f %10.2f %10.2f   ", path, concurrency, rate, Percentile(all, 50),
                   Percentile(all, 99));
-      if (ratio > 0) {
-        std::printf("%.2f", ratio);
-      } else {
-        std::printf("-");
-      }
+      // Without a baseline in the same run there is no ratio to it.
+      const auto ratio = [&](const char* name, const std::map<int, double>& base) {
+        const auto b = base.find(concurrency);
+        if (b == base.end() || path_name == name) {
+          std::printf("-");
+          return;
+        }
+        j[std::string("ratio_to_") + name] = rate / b->second;
+        std::printf("%.2f", rate / b->second);
+      };
+      ratio("bare", bare_rate);
+      std::printf(", ");
+      ratio("fork", fork_rate);
       // Runs a path could not serve (an empty pool, a zygote being replaced) ran cold.
       const auto share = [&](size_t n) {
         return static_cast<double>(n) / static_cast<double>(all.size());
       };
-      if (std::string_view(path) == "warm") {
+      if (path_name == "warm") {
         j["share"] = share(warm_starts);
         std::printf("   (%.0f%% started warm)", 100.0 * share(warm_starts));
       }
-      if (std::string_view(path) == "zygote") {
+      if (path_name == "zygote") {
         j["share"] = share(zygote_starts);
         std::printf("   (%.0f%% forked)", 100.0 * share(zygote_starts));
       }
-      if (std::string_view(path) == "served") {
+      if (path_name == "served") {
         j["share_warm"] = share(warm_starts);
         j["share_zygote"] = share(zygote_starts);
         std::printf("   (%.0f%% started warm, %.0f%% forked)", 100.0 * share(warm_starts),
@@ -410,6 +522,7 @@ int Bench(size_t runs, const std::vector<std::string>& languages, const std::str
     AwaitZygote(*zygote_engine, "python");
     results["throughput_python"] = Throughput(*cold_engine, *pooled, *zygote_engine, *served,
                                               throughput_seconds, throughput_paths, concurrencies);
+    results["isolation_budget"] = IsolationBudget(results["throughput_python"]);
   }
   std::filesystem::create_directories(std::filesystem::path(out).parent_path());
   std::ofstream(out) << results.dump(1) << "\n";
@@ -424,7 +537,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> languages = {"python", "javascript", "typescript", "ruby", "r", "java"};
   std::string out = std::string(POLYRUN_BENCH_RESULTS) + "/warm.json";
   double throughput_seconds = 3;
-  std::vector<std::string> paths = {"bare", "cold", "warm", "zygote", "served"};
+  std::vector<std::string> paths = {"bare", "fork", "cold", "warm", "zygote", "served"};
   std::vector<int> concurrencies = {1, 2, 4, 8};
   const auto list = [](const char* arg) {
     std::vector<std::string> items;
@@ -445,9 +558,10 @@ int main(int argc, char** argv) {
     } else if (a == "--throughput-paths" && i + 1 < argc) {
       paths = list(argv[++i]);
       for (const auto& p : paths) {
-        if (p != "bare" && p != "cold" && p != "warm" && p != "zygote" && p != "served") {
+        if (p != "bare" && p != "fork" && p != "cold" && p != "warm" && p != "zygote" &&
+            p != "served") {
           std::cerr << "warm_bench: --throughput-paths: unknown path '" << p
-                    << "' (bare, cold, warm, zygote, served)\n";
+                    << "' (bare, fork, cold, warm, zygote, served)\n";
           return 2;
         }
       }
@@ -464,7 +578,7 @@ int main(int argc, char** argv) {
     } else {
       std::cerr << "usage: warm_bench [--runs N] [--languages a,b] [--out FILE] "
                    "[--throughput-seconds S (0: skip)]\n"
-                   "                  [--throughput-paths bare,cold,warm,zygote,served] "
+                   "                  [--throughput-paths bare,fork,cold,warm,zygote,served] "
                    "[--concurrency 1,2,4,8]\n";
       return 2;
     }
