@@ -35,14 +35,21 @@ bool ValidEnvName(const std::string& k) {
   });
 }
 
-// A tree built ahead (warm, prebuilt) with the language's default limits serves a run whose
-// limits are the same, but for its clocks and output caps, which are the run's own.
-bool SameTree(const sandbox::SandboxLimits& built, const sandbox::SandboxLimits& wanted) {
-  auto tree = [](const sandbox::SandboxLimits& l) {
-    return std::tie(l.memory_bytes, l.processes, l.file_size_bytes, l.open_files, l.stack_bytes,
-                    l.work_dir_bytes, l.tmp_bytes);
+// What a tree built ahead with the language's default limits keeps for good: its rlimits and
+// the sizes of its /work and /tmp. A prebuilt tree serves a run whose limits these are; its
+// clocks, output caps, memory and processes are the run's own (Sandbox::RunPrebuilt).
+bool SameFixedLimits(const sandbox::SandboxLimits& built, const sandbox::SandboxLimits& wanted) {
+  auto fixed = [](const sandbox::SandboxLimits& l) {
+    return std::tie(l.file_size_bytes, l.open_files, l.stack_bytes, l.work_dir_bytes, l.tmp_bytes);
   };
-  return tree(built) == tree(wanted);
+  return fixed(built) == fixed(wanted);
+}
+
+// A warm tree's program has started under its memory and process limits too: it serves a run
+// whose limits are all the same, but for its clocks and output caps.
+bool SameTree(const sandbox::SandboxLimits& built, const sandbox::SandboxLimits& wanted) {
+  return SameFixedLimits(built, wanted) && built.memory_bytes == wanted.memory_bytes &&
+         built.processes == wanted.processes;
 }
 
 // `base` ("KEY=VALUE" entries) with `vars` set on top, each replacing an earlier KEY.
@@ -539,7 +546,9 @@ std::optional<sandbox::PreparedSandbox> Engine::TakePrebuilt(const languages::La
                                                              const LimitSet& limits,
                                                              const sandbox::SandboxSpec& run) {
   if (!prebuilt_ || !prebuilt_->Serves(lang.id) || req.network) return std::nullopt;
-  if (!SameTree(prebuilt_->SpecOf(lang.id)->limits, ToSandboxLimits(limits))) return std::nullopt;
+  if (!SameFixedLimits(prebuilt_->SpecOf(lang.id)->limits, ToSandboxLimits(limits))) {
+    return std::nullopt;
+  }
   if (!sandbox::Sandbox::PrebuiltServes(run)) return std::nullopt;  // e.g. an oversized file
   return prebuilt_->Take(lang.id);
 }

@@ -23,7 +23,8 @@ struct CgroupUsage {
 };
 
 // One run's cgroup (one directory per hierarchy on v1, one directory on v2). Created with its
-// limits applied and read back; removed by Remove() or, best effort, by the destructor.
+// limits applied and read back (SetLimits); removed by Remove() or, best effort, by the
+// destructor.
 class Cgroup {
  public:
   virtual ~Cgroup() = default;
@@ -41,6 +42,11 @@ class Cgroup {
   // descriptor the host opened for it (a zygote's run, docs/performance.md): v1's tasks files
   // (they move the writing thread, which skips the threadgroup lock), v2's cgroup.procs.
   virtual std::vector<std::string> SelfMoveFiles() const = 0;
+  // Sets the memory and process limits, each written then read back: an error names the control
+  // file that did not take. Raising and lowering are both allowed. A limit below what the cgroup
+  // holds at the time makes the kernel reclaim (memory) or refuse new tasks (pids): the caller
+  // sets limits on a cgroup that holds little.
+  virtual Result<void> SetLimits(const CgroupLimits& limits) = 0;
   // Cheap enough to call every few milliseconds while a run is live.
   virtual Result<CgroupUsage> Usage() = 0;
   // Sends SIGKILL to every process in the cgroup. The PID-namespace init's death is the primary

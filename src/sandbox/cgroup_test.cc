@@ -96,6 +96,43 @@ TEST_F(FakeCgroupFs, V1WritesLimitsReadsThemBackAndReportsUsage) {
   EXPECT_EQ(Get(root_ / "pids/run1/cgroup.procs"), "12345");
 }
 
+// A prebuilt sandbox's cgroup takes its run's limits (Sandbox::RunPrebuilt). The kernel's order
+// for memory and memory+swap on v1 is checked on real cgroups by the prebuilt escape tests.
+TEST_F(FakeCgroupFs, SetLimitsReplacesTheLimitsUpOrDown) {
+  auto v1 = FakeV1();
+  ASSERT_TRUE(v1) << v1.error().message();
+  auto a = (*v1)->Create("run1", {256ull << 20, 64});
+  ASSERT_TRUE(a) << a.error().message();
+  Put(root_ / "memory/run1/memory.memsw.limit_in_bytes", std::to_string(256ull << 20));
+  // Values of one length: plain files, unlike control files, keep what a shorter write leaves.
+  for (const CgroupLimits limits : {CgroupLimits{512ull << 20, 99}, CgroupLimits{128 << 20, 16}}) {
+    auto set = (*a)->SetLimits(limits);
+    ASSERT_TRUE(set) << set.error().message();
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    EXPECT_EQ(Get(root_ / "memory/run1/memory.limit_in_bytes"), bytes);
+    EXPECT_EQ(Get(root_ / "memory/run1/memory.memsw.limit_in_bytes"), bytes);
+    EXPECT_EQ(Get(root_ / "pids/run1/pids.max"), std::to_string(limits.pids));
+  }
+
+  Put(root_ / "v2/cgroup.controllers", "memory pids\n");
+  Put(root_ / "v2/cgroup.subtree_control", "");
+  Put(root_ / "v2/polyrun/cgroup.subtree_control", "");
+  auto v2 = MakeCgroupV2((root_ / "v2").string());
+  ASSERT_TRUE(v2) << v2.error().message();
+  auto b = (*v2)->Create("run1", {256ull << 20, 64});
+  ASSERT_TRUE(b) << b.error().message();
+  ASSERT_TRUE((*b)->SetLimits({128 << 20, 16}));
+  EXPECT_EQ(Get(root_ / "v2/polyrun/run1/memory.max"), std::to_string(128 << 20));
+  EXPECT_EQ(Get(root_ / "v2/polyrun/run1/pids.max"), "16");
+  // A limit that does not take names its file.
+  fs::remove(root_ / "v2/polyrun/run1/pids.max");
+  fs::create_directories(root_ / "v2/polyrun/run1/pids.max");
+  auto refused = (*b)->SetLimits({128 << 20, 17});
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("pids.max"), std::string::npos)
+      << refused.error().message();
+}
+
 TEST_F(FakeCgroupFs, V1RefusesAParentWithoutTheController) {
   Put(root_ / "memory/memory.limit_in_bytes", "");
   Put(root_ / "cpuacct/cpuacct.usage", "");

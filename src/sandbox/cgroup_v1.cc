@@ -35,6 +35,25 @@ class CgroupV1 final : public Cgroup {
   }
   std::vector<std::string> SelfMoveFiles() const override { return SelfJoinFiles(); }
 
+  Result<void> SetLimits(const CgroupLimits& limits) override {
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const std::string bytes = std::to_string(limits.memory_bytes);
+    // With swap accounting, memory+swap is capped at the same bytes, or the limit leaks into
+    // swap. The kernel refuses a memory limit above memory+swap's at every step (EINVAL), so
+    // a raise writes memory+swap first and a lowering writes it last.
+    std::vector<const char*> files = {"memory.limit_in_bytes"};
+    if (Exists(memory_, "memory.memsw.limit_in_bytes")) {
+      auto now = Read(memory_, "memory.limit_in_bytes");
+      if (!now) return std::unexpected(now.error());
+      const bool raise = ToU64(*now) < limits.memory_bytes;
+      files.insert(raise ? files.begin() : files.end(), "memory.memsw.limit_in_bytes");
+    }
+    for (const char* file : files) {
+      if (auto r = WriteChecked(memory_, file, bytes, page); !r) return r;
+    }
+    return WriteChecked(pids_, "pids.max", std::to_string(limits.pids));
+  }
+
   Result<CgroupUsage> Usage() override {
     CgroupUsage u;
     auto cpu = Read(cpuacct_, "cpuacct.usage");
@@ -88,23 +107,10 @@ class CgroupV1Manager final : public CgroupManager {
       }
     }
     auto cg = std::make_unique<CgroupV1>(mem, pids, cpu);
-    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    const std::string bytes = std::to_string(limits.memory_bytes);
-    if (auto r = WriteChecked(mem, "memory.limit_in_bytes", bytes, page); !r) {
-      return std::unexpected(r.error());
-    }
-    // With swap accounting, memory+swap must be capped too or the limit leaks into swap.
-    if (Exists(mem, "memory.memsw.limit_in_bytes")) {
-      if (auto r = WriteChecked(mem, "memory.memsw.limit_in_bytes", bytes, page); !r) {
-        return std::unexpected(r.error());
-      }
-    }
+    if (auto r = cg->SetLimits(limits); !r) return std::unexpected(r.error());
     // Only a preference (no swap use for runs); a kernel without the file is no error.
     if (Exists(mem, "memory.swappiness") && !Write(mem, "memory.swappiness", "0")) {
       return Fail(Errc::kLimitUnavailable, mem + "/memory.swappiness: could not be set to 0");
-    }
-    if (auto r = WriteChecked(pids, "pids.max", std::to_string(limits.pids)); !r) {
-      return std::unexpected(r.error());
     }
     return cg;
   }

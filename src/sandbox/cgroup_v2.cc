@@ -27,6 +27,13 @@ class CgroupV2 final : public Cgroup {
   int CloneIntoFd() const override { return fd_.get(); }
   std::vector<std::string> SelfMoveFiles() const override { return {dir_ + "/cgroup.procs"}; }
 
+  Result<void> SetLimits(const CgroupLimits& limits) override {
+    if (auto r = WriteChecked(dir_, "memory.max", std::to_string(limits.memory_bytes), 4096); !r) {
+      return r;
+    }
+    return WriteChecked(dir_, "pids.max", std::to_string(limits.pids));
+  }
+
   Result<void> AddProcess(pid_t pid) override {
     return Write(dir_, "cgroup.procs", std::to_string(pid));
   }
@@ -85,16 +92,11 @@ class CgroupV2Manager final : public CgroupManager {
     std::string dir = base_.path() + "/" + name;
     if (auto r = MakeRunDir(dir); !r) return std::unexpected(r.error());
     auto cg = std::make_unique<CgroupV2>(dir);
-    if (auto r = WriteChecked(dir, "memory.max", std::to_string(limits.memory_bytes), 4096); !r) {
-      return std::unexpected(r.error());
-    }
+    if (auto r = cg->SetLimits(limits); !r) return std::unexpected(r.error());
     if (Exists(dir, "memory.swap.max")) {
       if (auto r = WriteChecked(dir, "memory.swap.max", "0"); !r) return std::unexpected(r.error());
     }
     if (auto r = WriteChecked(dir, "memory.oom.group", "1"); !r) return std::unexpected(r.error());
-    if (auto r = WriteChecked(dir, "pids.max", std::to_string(limits.pids)); !r) {
-      return std::unexpected(r.error());
-    }
     return cg;
   }
 

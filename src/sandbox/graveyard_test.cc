@@ -19,6 +19,7 @@ class RecordingCgroup : public Cgroup {
   RecordingCgroup(std::atomic<int>& removed, bool fail) : removed_(removed), fail_(fail) {}
   Result<void> AddProcess(pid_t) override { return {}; }
   std::vector<std::string> SelfMoveFiles() const override { return {}; }
+  Result<void> SetLimits(const CgroupLimits&) override { return {}; }
   Result<CgroupUsage> Usage() override { return CgroupUsage{}; }
   void KillAll() override {}
   bool Empty() override { return true; }

@@ -357,8 +357,17 @@ Result<SandboxOutcome> Sandbox::RunPrebuilt(PreparedSandbox prepared, const Sand
     return Fail(Errc::kInvalidArgument, "sandbox: not an unused prebuilt sandbox");
   }
   if (auto serves = PrebuiltServes(run); !serves) return std::unexpected(serves.error());
+  // Nothing of the run has started yet: its own memory and process limits take the place of
+  // those the tree was built with (the init and polyrun-exec hold a few hundred KB).
+  StartedTree& tree = *prepared.tree_;
+  const CgroupLimits wanted{run.limits.memory_bytes, run.limits.processes};
+  if (wanted.memory_bytes != tree.cgroup_limits.memory_bytes ||
+      wanted.pids != tree.cgroup_limits.pids) {
+    if (auto r = tree.cgroup->SetLimits(wanted); !r) return std::unexpected(r.error());
+    tree.cgroup_limits = wanted;
+  }
   const std::string request = EncodeExecRequest(run.argv, run.env, run.files, run.stdin_data);
-  return SuperviseClaimed(*prepared.tree_, run, FdThree::kExecReport, request);
+  return SuperviseClaimed(tree, run, FdThree::kExecReport, request);
 }
 
 Result<void> Sandbox::PrebuiltServes(const SandboxSpec& run) {
@@ -368,6 +377,12 @@ Result<void> Sandbox::PrebuiltServes(const SandboxSpec& run) {
   }
   if (run.argv.empty() || run.argv[0].empty() || run.argv[0][0] != '/') {
     return Fail(Errc::kInvalidArgument, "sandbox: argv[0] must be an absolute path");
+  }
+  // The tree's init and polyrun-exec are two processes already; a cold tree with a limit of
+  // one could not start its program at all.
+  if (run.limits.processes < 2) {
+    return Fail(Errc::kInvalidArgument,
+                "sandbox: processes: a prebuilt sandbox serves a limit of 2 or more");
   }
   for (const auto& f : run.files) {
     if (auto r = ValidateRelativePath(f.name); !r) return std::unexpected(r.error());
@@ -632,6 +647,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   tree->pid = static_cast<pid_t>(pid);
   tree->pid_fd = std::move(pid_fd);
   tree->cgroup = std::move(*cgroup);
+  tree->cgroup_limits = {lim.memory_bytes, lim.processes};
   tree->stdin_w = std::move(in->write);
   tree->out_r = std::move(out->read);
   tree->err_r = std::move(err->read);

@@ -97,15 +97,17 @@ class Sandbox {
   // collect are ignored. RunPrebuilt then writes the run's files into /work and executes the
   // run's argv with the run's env, supervised as Claim supervises a warm run (clocks from the
   // call, RLIMIT_CPU lowered to the run's): from the program's execve on, it is the run of a
-  // tree built for it. The run's tree-building limits must be those of `spec` (the caller's
-  // contract, as for Claim); kInvalidArgument for a prepared sandbox that is not prebuilt, and
-  // for a run PrebuiltServes refuses.
+  // tree built for it. The run's memory and process limits are set on the tree's cgroup before
+  // its program starts; its other tree-building limits (rlimits, tmpfs sizes) must be those of
+  // `spec` (the caller's contract, as for Claim). kInvalidArgument for a prepared sandbox that
+  // is not prebuilt, and for a run PrebuiltServes refuses.
   Result<PreparedSandbox> Prebuild(const SandboxSpec& spec);
   Result<SandboxOutcome> RunPrebuilt(PreparedSandbox prepared, const SandboxSpec& run);
   // Whether a prebuilt sandbox can serve `run`, the one rule for RunPrebuilt and its callers:
   // kInvalidArgument, naming the field, for a frames channel, anything to collect, an argv[0]
-  // that is not absolute, a file name that is not relative, or a file larger than the run's
-  // file-size limit (polyrun-exec writes the files under it; a cold init, before it is set).
+  // that is not absolute, a process limit under 2 (the tree's init and polyrun-exec), a file
+  // name that is not relative, or a file larger than the run's file-size limit (polyrun-exec
+  // writes the files under it; a cold init, before it is set).
   static Result<void> PrebuiltServes(const SandboxSpec& run);
 
   // Zygotes (zygote.h). StartZygote builds `spec`'s tree as Prepare does, with its program as a

@@ -44,6 +44,7 @@ struct StartedTree {
   pid_t pid = -1;  // the init's, as the host sees it (-1: a zygote's run, not our child)
   UniqueFd pid_fd;
   std::unique_ptr<Cgroup> cgroup;
+  CgroupLimits cgroup_limits;  // those the cgroup has now
   UniqueFd stdin_w, out_r, err_r, st_r, fr_r;
   std::chrono::steady_clock::time_point start;
   size_t status_cap = 0;

@@ -171,8 +171,11 @@ TEST_F(PrebuiltSandboxTest, EachServesOneRunAndOnlyThroughRunPrebuilt) {
   collect.collect = {"out"};
   sandbox::SandboxSpec frames = run;
   frames.frames_channel = true;
+  // The tree holds two processes already; a cold tree could not start its program under one.
+  sandbox::SandboxSpec one_process = run;
+  one_process.limits.processes = 1;
   EXPECT_TRUE(sandbox::Sandbox::PrebuiltServes(run));
-  for (const sandbox::SandboxSpec& refused : {large, collect, frames}) {
+  for (const sandbox::SandboxSpec& refused : {large, collect, frames, one_process}) {
     EXPECT_FALSE(sandbox::Sandbox::PrebuiltServes(refused)) << "the rule the engine asks first";
     auto r = sandbox_->RunPrebuilt(Prebuilt(run), refused);
     ASSERT_FALSE(r);
@@ -262,14 +265,63 @@ TEST_F(PrebuiltEngineTest, NothingARunLeavesReachesTheNextRun) {
   EXPECT_EQ(r.stdout_text, "False False ['1', '2']\n") << ToJson(r).dump();
 }
 
+// Its cgroup was made with the language's defaults; the run's own memory and process limits
+// replace them before its program starts, lower or higher, and hold as in a cold run.
+TEST_F(PrebuiltEngineTest, ARunWithItsOwnMemoryAndProcessLimitsTakesOne) {
+  const std::string allocate =
+      "import sys\n"
+      "block = bytearray(int(sys.argv[1]) << 20)\n"
+      "print('allocated', len(block) >> 20)\n";
+  ExecutionRequest lower = escape::PythonRequest(allocate);
+  lower.limits[Limit::kMemory] = 32ull << 20;
+  lower.args = {"64"};
+  ExecutionResult l = Prebuilt(lower);
+  EXPECT_EQ(l.status, Status::kMemoryLimit) << ToJson(l).dump();
+
+  lower.args = {"8"};
+  ExecutionResult fits = Prebuilt(lower);
+  EXPECT_EQ(fits.status, Status::kOk) << ToJson(fits).dump();
+  EXPECT_EQ(fits.stdout_text, "allocated 8\n");
+
+  // Above the language's default of 256M: the default cgroup would have stopped it.
+  ExecutionRequest higher = escape::PythonRequest(allocate);
+  higher.limits[Limit::kMemory] = 512ull << 20;
+  higher.args = {"320"};
+  ExecutionResult h = Prebuilt(higher);
+  EXPECT_EQ(h.status, Status::kOk) << ToJson(h).dump();
+  EXPECT_EQ(h.stdout_text, "allocated 320\n");
+
+  // Two processes: the init and the program, none more. The same run cold says the same.
+  ExecutionRequest processes = escape::PythonRequest(
+      "import os\n"
+      "try:\n"
+      "    pid = os.fork()\n"
+      "except OSError as e:\n"
+      "    print('fork refused:', e.errno)\n"
+      "else:\n"
+      "    if pid == 0:\n"
+      "        os._exit(0)\n"
+      "    os.waitpid(pid, 0)\n"
+      "    print('forked')\n");
+  processes.limits[Limit::kProcesses] = 2;
+  ExecutionResult p = Prebuilt(processes);
+  EXPECT_EQ(p.status, Status::kOk) << ToJson(p).dump();
+  EXPECT_EQ(p.stdout_text, "fork refused: 11\n");
+  ExecutionResult cold = cold_->engine->Run(processes);
+  EXPECT_EQ(cold.usage.start, "cold");
+  EXPECT_EQ(cold.stdout_text, p.stdout_text) << ToJson(cold).dump();
+  processes.limits[Limit::kProcesses] = 3;
+  EXPECT_EQ(Prebuilt(processes).stdout_text, "forked\n");
+
+  // The next run of the language gets its defaults again: a new tree, a new cgroup.
+  ExecutionRequest default_memory = escape::PythonRequest(allocate);
+  default_memory.args = {"320"};
+  ExecutionResult next = Prebuilt(default_memory);
+  EXPECT_EQ(next.status, Status::kMemoryLimit) << ToJson(next).dump();
+}
+
 TEST_F(PrebuiltEngineTest, RunsAPrebuiltSandboxCannotServeRunCold) {
   ASSERT_TRUE(Ready("python"));
-  ExecutionRequest mem = escape::PythonRequest("print(1)");
-  mem.limits[Limit::kMemory] = 100ull << 20;
-  ExecutionResult m = engine().Run(mem);
-  EXPECT_EQ(m.status, Status::kOk) << ToJson(m).dump();
-  EXPECT_EQ(m.usage.start, "cold") << "the prebuilt tree's cgroup has the default memory limit";
-
   ExecutionRequest disk = escape::PythonRequest("print(1)");
   disk.limits[Limit::kDisk] = 1ull << 20;
   ExecutionResult d = engine().Run(disk);
