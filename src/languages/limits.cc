@@ -16,8 +16,9 @@ constexpr std::array<OptionDecl, kLimitCount> kDecls = {{
      24ull * 3600 * 1000},
     {"memory", "memory", OptionType::kSize, "256M",
      "Memory of the whole process tree (RSS, page cache and tmpfs files)", 8 * kMiB, 1ull << 40},
-    {"processes", "processes", OptionType::kCount, "64", "Processes and threads alive at once", 1,
-     1ull << 22},
+    {"processes", "processes", OptionType::kCount, "64",
+     "Processes and threads of the program alive at once (the sandbox's own init is not counted)",
+     1, 1ull << 22},
     {"output", "output-limit", OptionType::kSize, "1M",
      "Bytes of stdout and of stderr kept, each and together; beyond it the run is stopped "
      "with status output_limit",

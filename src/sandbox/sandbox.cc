@@ -55,6 +55,14 @@ const char kPasswd[] =
 const char kGroup[] = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n";
 const char kHosts[] = "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n";
 
+// The cgroup of a tree built here: the run's memory, and its processes plus the tree's init,
+// which is polyrun's and not counted against the run (a zygote's run has its init outside its
+// cgroup). pids.max takes nothing above PID_MAX_LIMIT.
+CgroupLimits TreeCgroupLimits(const SandboxLimits& lim) {
+  constexpr uint64_t kPidMaxLimit = 4u << 20;
+  return {lim.memory_bytes, std::min(lim.processes + 1, kPidMaxLimit)};
+}
+
 // Seccomp programs are immutable; build each distinct profile once.
 }  // namespace
 
@@ -360,7 +368,7 @@ Result<SandboxOutcome> Sandbox::RunPrebuilt(PreparedSandbox prepared, const Sand
   // Nothing of the run has started yet: its own memory and process limits take the place of
   // those the tree was built with (the init and polyrun-exec hold a few hundred KB).
   StartedTree& tree = *prepared.tree_;
-  const CgroupLimits wanted{run.limits.memory_bytes, run.limits.processes};
+  const CgroupLimits wanted = TreeCgroupLimits(run.limits);
   if (wanted.memory_bytes != tree.cgroup_limits.memory_bytes ||
       wanted.pids != tree.cgroup_limits.pids) {
     if (auto r = tree.cgroup->SetLimits(wanted); !r) return std::unexpected(r.error());
@@ -377,12 +385,6 @@ Result<void> Sandbox::PrebuiltServes(const SandboxSpec& run) {
   }
   if (run.argv.empty() || run.argv[0].empty() || run.argv[0][0] != '/') {
     return Fail(Errc::kInvalidArgument, "sandbox: argv[0] must be an absolute path");
-  }
-  // The tree's init and polyrun-exec are two processes already; a cold tree with a limit of
-  // one could not start its program at all.
-  if (run.limits.processes < 2) {
-    return Fail(Errc::kInvalidArgument,
-                "sandbox: processes: a prebuilt sandbox serves a limit of 2 or more");
   }
   for (const auto& f : run.files) {
     if (auto r = ValidateRelativePath(f.name); !r) return std::unexpected(r.error());
@@ -562,7 +564,8 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   plan.sync_fd = sync->read.get();
   plan.frames_fd = frames ? frames->write.get() : -1;
 
-  auto cgroup = config_.cgroups->CreateRun({lim.memory_bytes, lim.processes});
+  const CgroupLimits cgroup_limits = TreeCgroupLimits(lim);
+  auto cgroup = config_.cgroups->CreateRun(cgroup_limits);
   if (!cgroup) return std::unexpected(cgroup.error());
 
   const std::vector<std::string> join_files = (*cgroup)->SelfJoinFiles();
@@ -647,7 +650,7 @@ Result<PreparedSandbox> Sandbox::Prepare(const SandboxSpec& spec, bool keep_stdi
   tree->pid = static_cast<pid_t>(pid);
   tree->pid_fd = std::move(pid_fd);
   tree->cgroup = std::move(*cgroup);
-  tree->cgroup_limits = {lim.memory_bytes, lim.processes};
+  tree->cgroup_limits = cgroup_limits;
   tree->stdin_w = std::move(in->write);
   tree->out_r = std::move(out->read);
   tree->err_r = std::move(err->read);

@@ -105,9 +105,8 @@ class Sandbox {
   Result<SandboxOutcome> RunPrebuilt(PreparedSandbox prepared, const SandboxSpec& run);
   // Whether a prebuilt sandbox can serve `run`, the one rule for RunPrebuilt and its callers:
   // kInvalidArgument, naming the field, for a frames channel, anything to collect, an argv[0]
-  // that is not absolute, a process limit under 2 (the tree's init and polyrun-exec), a file
-  // name that is not relative, or a file larger than the run's file-size limit (polyrun-exec
-  // writes the files under it; a cold init, before it is set).
+  // that is not absolute, a file name that is not relative, or a file larger than the run's
+  // file-size limit (polyrun-exec writes the files under it; a cold init, before it is set).
   static Result<void> PrebuiltServes(const SandboxSpec& run);
 
   // Zygotes (zygote.h). StartZygote builds `spec`'s tree as Prepare does, with its program as a

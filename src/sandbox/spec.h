@@ -20,8 +20,8 @@ struct SandboxLimits {
   Millis wall_time{5000};
   Millis cpu_time{5000};
   uint64_t memory_bytes = 256ull << 20;  // cgroup memory (RSS + page cache + tmpfs pages)
-  uint64_t processes = 64;               // cgroup pids.max: processes and threads
-  uint64_t stdout_bytes = 1u << 20;      // per-stream capture cap
+  uint64_t processes = 64;  // the program's processes and threads (pids.max, plus the tree's init)
+  uint64_t stdout_bytes = 1u << 20;  // per-stream capture cap
   uint64_t stderr_bytes = 1u << 20;
   uint64_t output_bytes = 1u << 20;      // stdout + stderr together
   uint64_t file_size_bytes = 16u << 20;  // RLIMIT_FSIZE

@@ -299,8 +299,9 @@ TEST_F(SessionEscapeTest, SessionForkBombStaysWithinProcessesAndTheSessionRecove
   runner.join();
   EXPECT_EQ(r.status, Status::kTimeout) << Describe(r);
   EXPECT_EQ(r.limit, "wall_time") << Describe(r);
-  // 32 tasks in the session's cgroup, the sandbox's init and the driver among them.
-  EXPECT_LE(most, 32) << "processes seen at once";
+  // 33 tasks in the session's cgroup: the sandbox's init, which the limit does not count, and
+  // 32 of the session's, the driver among them.
+  EXPECT_LE(most, 33) << "processes seen at once";
   EXPECT_GT(most, 8) << "the bomb never took off: the test tests nothing";
   // Recovered with its state, or restarted and said so.
   if (s->info().restarts == 0) {
