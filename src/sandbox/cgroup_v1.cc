@@ -43,14 +43,13 @@ class CgroupV1 final : public Cgroup {
     // a raise writes memory+swap first and a lowering writes it last.
     std::vector<const char*> files = {"memory.limit_in_bytes"};
     if (Exists(memory_, "memory.memsw.limit_in_bytes")) {
-      auto now = Read(memory_, "memory.limit_in_bytes");
-      if (!now) return std::unexpected(now.error());
-      const bool raise = ToU64(*now) < limits.memory_bytes;
+      const bool raise = memory_limit_ < limits.memory_bytes;
       files.insert(raise ? files.begin() : files.end(), "memory.memsw.limit_in_bytes");
     }
     for (const char* file : files) {
       if (auto r = WriteChecked(memory_, file, bytes, page); !r) return r;
     }
+    memory_limit_ = limits.memory_bytes;
     return WriteChecked(pids_, "pids.max", std::to_string(limits.pids));
   }
 
@@ -86,6 +85,10 @@ class CgroupV1 final : public Cgroup {
 
  private:
   std::string memory_, pids_, cpuacct_;
+  // What memory.limit_in_bytes holds: unlimited when the directory is made, then only what
+  // SetLimits wrote (a cgroup whose SetLimits failed is not used). Known here, it costs the cold
+  // path no read.
+  uint64_t memory_limit_ = UINT64_MAX;
   bool removed_ = false;
 };
 
