@@ -123,8 +123,8 @@ int RunCommand(const RunOptions& o, const SettingsFlags& settings) {
       return Usage(first + ": no extension; say the language with -l LANG");
     req.language = first.substr(dot);
   }
-  auto engine =
-      engine::Engine::Create(*config, {.check_patterns = false, .only_language = req.language});
+  auto engine = engine::Engine::Create(
+      *config, {.check_patterns = false, .only_language = req.language, .netns_ready = 0});
   if (!engine) {
     std::cerr << "polyrun: " << engine.error().message() << "\n";
     return kExitInternal;

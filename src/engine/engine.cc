@@ -335,6 +335,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, const
   sc.cgroups = std::move(*cgroups);
   if (config.sandbox_uid >= 0) sc.host_uid = static_cast<uid_t>(config.sandbox_uid);
   if (config.sandbox_gid >= 0) sc.host_gid = static_cast<gid_t>(config.sandbox_gid);
+  sc.netns_ready = options.netns_ready;
   auto sb = sandbox::Sandbox::Create(std::move(sc));
   if (!sb) return std::unexpected(sb.error());
   auto cache = ArtifactCache::Open(config.cache_dir.empty() ? "" : config.cache_dir + "/artifacts",

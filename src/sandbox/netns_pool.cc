@@ -20,7 +20,7 @@ Result<std::unique_ptr<NetnsPool>> NetnsPool::Create(size_t ready) {
   auto first = pool->Make();
   if (!first) return std::unexpected(first.error());
   pool->waiting_.push_back(std::move(*first));
-  pool->thread_ = std::thread([p = pool.get()] { p->Refill(); });
+  if (ready > 0) pool->thread_ = std::thread([p = pool.get()] { p->Refill(); });
   return pool;
 }
 

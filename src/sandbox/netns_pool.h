@@ -22,7 +22,9 @@ namespace polyrun::sandbox {
 // creates its namespaces with the run instead.
 class NetnsPool {
  public:
-  // Starts a thread that keeps `ready` namespaces waiting.
+  // Makes one namespace now (the first run's), then starts a thread that keeps `ready` waiting.
+  // With `ready` 0 there is no thread: a process that starts one run makes only that run's, and
+  // a later Take makes its own on the spot.
   static Result<std::unique_ptr<NetnsPool>> Create(size_t ready);
   NetnsPool(const NetnsPool&) = delete;
   NetnsPool& operator=(const NetnsPool&) = delete;

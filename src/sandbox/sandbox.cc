@@ -257,10 +257,10 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(SandboxConfig config) {
     ::signal(SIGPIPE, SIG_IGN);
   }
   std::unique_ptr<Sandbox> sandbox(new Sandbox(std::move(config)));
-  // Chosen once: namespaces made ahead where this process may (root), with each run otherwise.
-  if (sandbox->config_.netns_ready > 0) {
-    if (auto pool = NetnsPool::Create(sandbox->config_.netns_ready))
-      sandbox->netns_ = std::move(*pool);
+  // Chosen once: where this process may (root), it makes each run's network namespace (ahead
+  // of need unless netns_ready is 0); otherwise each run makes its own.
+  if (auto pool = NetnsPool::Create(sandbox->config_.netns_ready)) {
+    sandbox->netns_ = std::move(*pool);
   }
   return sandbox;
 }

@@ -21,8 +21,10 @@ struct SandboxConfig {
   // on the host): per run, the first of these directories that holds no bind source (a checkout
   // under /tmp must still be bindable). Those missing on the host are dropped by Create.
   std::vector<std::string> staging_dirs = {"/tmp", "/mnt", "/srv", "/media"};
-  // Empty network namespaces kept made ahead of runs (NetnsPool); 0 makes each with its run.
-  // Needs root: without it, each is made with its run whatever this says.
+  // Empty network namespaces kept made ahead of runs (NetnsPool::Create); 0 keeps none ahead:
+  // each run's is made when the run starts, still by this process, so that it belongs to the
+  // host's user namespace as the pool's do. Needs root: without it, each run's is made with
+  // the run, in the run's own user namespace, whatever this says.
   size_t netns_ready = 4;
 };
 
