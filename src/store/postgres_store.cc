@@ -1,7 +1,5 @@
 #include "store/postgres_store.h"
 
-#include <libpq-fe.h>
-
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/libpq.h"
 #include "store/records.h"
 
 namespace polyrun::store {
@@ -68,8 +67,13 @@ CREATE TABLE events (
 );
 )sql";
 
+// libpq's functions: OpenPostgresStore has loaded them before anything below runs.
+const Libpq& Pq() {
+  return **LoadLibpq();
+}
+
 struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
+  void operator()(PGresult* r) const { Pq().PQclear(r); }
 };
 using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
 
@@ -91,20 +95,21 @@ Error ConnectionError(PGconn* conn, std::string_view what, std::string call) {
   // libpq reports no errno; EIO keeps the rendered message truthful ("Input/output error").
   return Error{Errc::kSyscall,
                std::string(kBackend) + ": " + std::string(what) + ": " +
-                   OneLine(conn != nullptr ? PQerrorMessage(conn) : "out of memory"),
+                   OneLine(conn != nullptr ? Pq().PQerrorMessage(conn) : "out of memory"),
                std::move(call), EIO};
 }
 
 // The error for a failed statement, coded by its SQLSTATE class: integrity and data errors are
 // the caller's, connection and resource errors the system's, anything else ours.
 Error StatementError(PGconn* conn, const PGresult* r, std::string_view what) {
-  const char* state = r != nullptr ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
-  const char* primary = r != nullptr ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
-  if (state == nullptr || primary == nullptr || PQstatus(conn) != CONNECTION_OK) {
+  const char* state = r != nullptr ? Pq().PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+  const char* primary =
+      r != nullptr ? Pq().PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+  if (state == nullptr || primary == nullptr || Pq().PQstatus(conn) != CONNECTION_OK) {
     return ConnectionError(conn, what, "PQexecParams");
   }
   std::string context = std::string(kBackend) + ": " + std::string(what) + ": " + primary;
-  if (const char* detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL)) {
+  if (const char* detail = Pq().PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL)) {
     context += " (" + OneLine(detail) + ")";
   }
   const std::string_view cls = std::string_view(state).substr(0, 2);
@@ -148,14 +153,15 @@ class Params {
 };
 
 int64_t BinaryInt8(const PGresult* r, int row, int col) {
-  const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r, row, col));
+  const auto* p = reinterpret_cast<const unsigned char*>(Pq().PQgetvalue(r, row, col));
   uint64_t v = 0;
-  for (int i = 0; i < 8 && i < PQgetlength(r, row, col); ++i) v = (v << 8) | p[i];
+  for (int i = 0; i < 8 && i < Pq().PQgetlength(r, row, col); ++i) v = (v << 8) | p[i];
   return static_cast<int64_t>(v);
 }
 
 std::string Value(const PGresult* r, int row, int col) {
-  return std::string(PQgetvalue(r, row, col), static_cast<size_t>(PQgetlength(r, row, col)));
+  return std::string(Pq().PQgetvalue(r, row, col),
+                     static_cast<size_t>(Pq().PQgetlength(r, row, col)));
 }
 
 class PostgresStore final : public Store {
@@ -163,7 +169,7 @@ class PostgresStore final : public Store {
   explicit PostgresStore(PGconn* conn) : conn_(conn) {}
   PostgresStore(const PostgresStore&) = delete;
   PostgresStore& operator=(const PostgresStore&) = delete;
-  ~PostgresStore() override { PQfinish(conn_); }
+  ~PostgresStore() override { Pq().PQfinish(conn_); }
 
   // Creates the schema in an empty database or checks the version of an existing one.
   Result<void> Init();
@@ -204,16 +210,16 @@ class PostgresStore final : public Store {
 
 Result<PgResult> PostgresStore::Exec(const std::string& sql, const Params& params,
                                      std::string_view what, bool binary) {
-  PgResult r(PQexecParams(conn_, sql.c_str(), params.size(), nullptr, params.values(),
-                          params.lengths(), params.formats(), binary ? 1 : 0));
-  const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+  PgResult r(Pq().PQexecParams(conn_, sql.c_str(), params.size(), nullptr, params.values(),
+                               params.lengths(), params.formats(), binary ? 1 : 0));
+  const ExecStatusType status = r ? Pq().PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
   if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return r;
   return std::unexpected(StatementError(conn_, r.get(), what));
 }
 
 Result<void> PostgresStore::Reset(std::string_view what) {
-  PQreset(conn_);
-  if (PQstatus(conn_) != CONNECTION_OK)
+  Pq().PQreset(conn_);
+  if (Pq().PQstatus(conn_) != CONNECTION_OK)
     return std::unexpected(ConnectionError(conn_, what, "PQreset"));
   return {};
 }
@@ -221,12 +227,12 @@ Result<void> PostgresStore::Reset(std::string_view what) {
 template <typename T, typename F>
 Result<T> PostgresStore::Transaction(std::string_view what, F&& body) {
   bool reset = false;
-  if (PQstatus(conn_) != CONNECTION_OK) {
+  if (Pq().PQstatus(conn_) != CONNECTION_OK) {
     if (auto r = Reset(what); !r) return std::unexpected(r.error());
     reset = true;
   }
   auto begin = Exec("BEGIN", {}, what);
-  if (!begin && !reset && PQstatus(conn_) != CONNECTION_OK) {
+  if (!begin && !reset && Pq().PQstatus(conn_) != CONNECTION_OK) {
     // The connection died since the last call; nothing of this transaction reached the
     // server, so starting over on a new connection is safe.
     if (auto r = Reset(what); !r) return std::unexpected(r.error());
@@ -237,8 +243,8 @@ Result<T> PostgresStore::Transaction(std::string_view what, F&& body) {
   if (out) {
     if (auto r = Exec("COMMIT", {}, what); !r) out = std::unexpected(r.error());
   }
-  if (!out && PQtransactionStatus(conn_) != PQTRANS_IDLE) {
-    PgResult(PQexec(conn_, "ROLLBACK"));  // its own failure adds nothing to the first
+  if (!out && Pq().PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+    PgResult(Pq().PQexec(conn_, "ROLLBACK"));  // its own failure adds nothing to the first
   }
   return out;
 }
@@ -254,7 +260,7 @@ Result<void> PostgresStore::Init() {
     if (Value(exists->get(), 0, 0) == "t") {
       auto version = Exec("SELECT version FROM polyrun_schema", {}, "open");
       if (!version) return std::unexpected(version.error());
-      if (PQntuples(version->get()) != 1) {
+      if (Pq().PQntuples(version->get()) != 1) {
         return Fail(Errc::kParse, "postgresql: open: polyrun_schema does not hold one version");
       }
       const std::string v = Value(version->get(), 0, 0);
@@ -268,8 +274,8 @@ Result<void> PostgresStore::Init() {
       return {};
     }
     // A statement list without parameters: the simple query protocol runs all of it.
-    PgResult created(PQexec(conn_, kSchema));
-    if (!created || PQresultStatus(created.get()) != PGRES_COMMAND_OK) {
+    PgResult created(Pq().PQexec(conn_, kSchema));
+    if (!created || Pq().PQresultStatus(created.get()) != PGRES_COMMAND_OK) {
       return std::unexpected(StatementError(conn_, created.get(), "create schema"));
     }
     if (auto r = Exec("INSERT INTO polyrun_schema (version) VALUES ($1)",
@@ -286,7 +292,7 @@ Result<void> PostgresStore::CheckOpen(const std::string& id, const std::string& 
   auto r = Exec("SELECT finished_at IS NOT NULL FROM executions WHERE id = $1 FOR UPDATE",
                 Params().Text(id), op + " " + what);
   if (!r) return std::unexpected(r.error());
-  if (PQntuples(r->get()) == 0) {
+  if (Pq().PQntuples(r->get()) == 0) {
     return Fail(Errc::kInvalidArgument,
                 std::string(kBackend) + ": " + op + " " + what + ": no such execution");
   }
@@ -399,7 +405,7 @@ Result<void> PostgresStore::Finish(const std::string& id, const std::string& sta
 
 Result<std::vector<ExecutionRecord>> PostgresStore::ReadExecutions(const PGresult* r) {
   std::vector<ExecutionRecord> out;
-  const int rows = PQntuples(r);
+  const int rows = Pq().PQntuples(r);
   out.reserve(static_cast<size_t>(rows));
   for (int i = 0; i < rows; ++i) {
     ExecutionRecord e;
@@ -448,8 +454,8 @@ Result<std::vector<EventRecord>> PostgresStore::Events(const std::string& id, in
     if (!r) return std::unexpected(r.error());
     const PGresult* res = r->get();
     std::vector<EventRecord> out;
-    out.reserve(static_cast<size_t>(PQntuples(res)));
-    for (int i = 0; i < PQntuples(res); ++i) {
+    out.reserve(static_cast<size_t>(Pq().PQntuples(res)));
+    for (int i = 0; i < Pq().PQntuples(res); ++i) {
       EventRecord e;
       e.execution_id = id;
       e.seq = static_cast<uint64_t>(BinaryInt8(res, i, 0));
@@ -544,7 +550,7 @@ Result<size_t> PostgresStore::Prune(const Retention& retention, size_t batch) {
     auto r = Exec(sql, p, "prune");
     if (!r) return std::unexpected(r.error());
     // Rows the statement deleted itself, not the events and labels the cascade removed.
-    const std::string_view n = PQcmdTuples(r->get());
+    const std::string_view n = Pq().PQcmdTuples(r->get());
     size_t deleted = 0;
     std::from_chars(n.data(), n.data() + n.size(), deleted);
     return deleted;
@@ -554,28 +560,29 @@ Result<size_t> PostgresStore::Prune(const Retention& retention, size_t batch) {
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& uri) {
+  if (auto loaded = LoadLibpq(); !loaded) return std::unexpected(loaded.error());
   {
     char* err = nullptr;
-    PQconninfoOption* options = PQconninfoParse(uri.c_str(), &err);
+    PQconninfoOption* options = Pq().PQconninfoParse(uri.c_str(), &err);
     if (options == nullptr) {
       std::string message = err != nullptr ? OneLine(err) : "out of memory";
-      PQfreemem(err);
+      Pq().PQfreemem(err);
       return Fail(Errc::kParse, "postgresql: bad connection URI: " + message);
     }
-    PQconninfoFree(options);
+    Pq().PQconninfoFree(options);
   }
   // The URI, expanded as dbname, comes first: the keys after it override it. The store's text
   // is UTF-8 whatever the database's default encoding is.
   const char* keys[] = {"dbname", "fallback_application_name", "client_encoding", nullptr};
   const char* values[] = {uri.c_str(), "polyrun", "UTF8", nullptr};
-  PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
-  if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+  PGconn* conn = Pq().PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  if (conn == nullptr || Pq().PQstatus(conn) != CONNECTION_OK) {
     Error e = ConnectionError(conn, "connect", "PQconnectdb");
-    PQfinish(conn);
+    Pq().PQfinish(conn);
     return std::unexpected(std::move(e));
   }
   // CREATE … and friends send notices; libpq would print them on stderr.
-  PQsetNoticeProcessor(
+  Pq().PQsetNoticeProcessor(
       conn, [](void*, const char*) {}, nullptr);
   auto store = std::make_unique<PostgresStore>(conn);
   if (auto r = store->Init(); !r) return std::unexpected(r.error());

@@ -1,6 +1,7 @@
 // `polyrun serve` killed with SIGKILL in the middle of runs, then restarted on the same data
 // directory: no finished result is lost or changed, the runs in flight are reported as
-// interrupted, and no sandboxed process outlives its server (labels: root, integration).
+// interrupted, and no sandboxed process outlives its server. And `polyrun serve` as a process
+// on a PostgreSQL store, which it loads libpq for (labels: root, integration).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 
 #include "http_client.h"
 #include "server_fixture.h"
+#include "store/test_postgres.h"
 
 namespace polyrun::testing {
 namespace {
@@ -178,7 +180,9 @@ void RemoveRunCgroups(pid_t server) {
 // shell): stdout is a pipe read for the "listening" line, stderr goes to a file.
 class ServeProcess {
  public:
-  explicit ServeProcess(const std::string& data_dir) : log_path_(data_dir + "/serve.log") {
+  // `extra` follows the serve flags (`--store URI`, say).
+  explicit ServeProcess(const std::string& data_dir, const std::vector<std::string>& extra = {})
+      : log_path_(data_dir + "/serve.log") {
     // The sandboxes of a killed server are orphaned: they become our children, for us to reap,
     // rather than zombies of whatever init this test runs under.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -187,6 +191,7 @@ class ServeProcess {
     std::ofstream(config).flush();
     std::vector<std::string> args = {POLYRUN_BINARY, "--config",    config,   "serve",
                                      "--listen",     "127.0.0.1:0", "--data", data_dir};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
@@ -404,6 +409,52 @@ TEST(CrashTest, RestartKeepsFinishedResultsAndReportsInterruptedRuns) {
   ASSERT_TRUE(status.has_value()) << "polyrun serve did not stop on SIGTERM";
   EXPECT_TRUE(WIFEXITED(*status)) << *status;
   EXPECT_EQ(WEXITSTATUS(*status), 0) << again.log_text();
+}
+
+// Whether the process `pid` has a library whose file name starts with `name` mapped.
+bool Maps(pid_t pid, const std::string& name) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t slash = line.rfind('/');
+    if (slash != std::string::npos && line.compare(slash + 1, name.size(), name) == 0) return true;
+  }
+  return false;
+}
+
+// polyrun does not link libpq (src/store/libpq.h): the binary itself, on a PostgreSQL store,
+// loads it and keeps the event log there; on SQLite it never maps it.
+TEST(ServeProcessTest, APostgresqlStoreLoadsLibpqWhichOtherwiseStaysUnmapped) {
+  auto postgres = store::pgtest::SharedTestPostgres();
+  ASSERT_TRUE(postgres.has_value()) << postgres.error().message();
+  auto uri = (*postgres)->CreateDatabase();
+  ASSERT_TRUE(uri.has_value()) << uri.error().message();
+
+  TempDir sqlite_data;
+  {
+    ServeProcess sqlite(sqlite_data.path());
+    EXPECT_FALSE(Maps(sqlite.pid(), "libpq.so")) << "a server on SQLite mapped libpq";
+    auto status = sqlite.Signal(SIGTERM, milliseconds(10000));
+    ASSERT_TRUE(status.has_value()) << "polyrun serve did not stop on SIGTERM";
+  }
+
+  TempDir data;
+  ServeProcess serve(data.path(), {"--store", *uri});
+  EXPECT_TRUE(Maps(serve.pid(), "libpq.so")) << "a server on PostgreSQL without libpq mapped";
+  HttpClient c(serve.port());
+  auto r = c.Post("/v1/executions?wait=true", {{"language", "python"}, {"code", "print(6 * 7)"}});
+  ASSERT_EQ(r.status, 200u) << r.body;
+  const std::string id = r.Json()["id"];
+  EXPECT_EQ(r.Json()["stdout"], "42\n") << r.body;
+  auto stored = store::pgtest::ExecuteSql(
+      *uri,
+      "SELECT status || ' ' || (finished_at IS NOT NULL) FROM executions WHERE id = '" + id + "'");
+  ASSERT_TRUE(stored.has_value()) << stored.error().message();
+  EXPECT_EQ(*stored, "ok true") << "the run is not in PostgreSQL's event log";
+
+  auto status = serve.Signal(SIGTERM, milliseconds(10000));
+  ASSERT_TRUE(status.has_value()) << "polyrun serve did not stop on SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << serve.log_text();
 }
 
 }  // namespace
