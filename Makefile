@@ -12,7 +12,7 @@ PACKAGES := build-essential cmake ninja-build pkg-config git \
   python3 bash gcc g++ nodejs \
   ruby php-cli lua5.4 r-base-core guile-3.0 sqlite3 golang-go rustc openjdk-17-jdk-headless \
   wabt zip \
-  libsqlite3-dev libpq-dev postgresql \
+  libsqlite3-dev libpq-dev postgresql libsodium-dev \
   bubblewrap hyperfine wrk \
   qemu-system-x86 busybox-static cpio xz-utils
 # Sessions, rich outputs and Jupyter kernels. Installed without Recommends: pandas' and R's

@@ -2,13 +2,13 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
 #include "cli/exit_codes.h"
-#include "engine/engine.h"
-#include "jupyter/kernel.h"
 #include "jupyter/kernelspec.h"
 #include "languages/limits.h"
 #include "languages/registry.h"
@@ -26,6 +26,9 @@ std::string Env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
 }
+
+// The kernel's own program (kernel_main.cc), built beside polyrun.
+constexpr const char* kKernelProgram = "polyrun-kernel";
 
 std::string SelfPath() {
   char buf[4096];
@@ -101,23 +104,34 @@ int KernelInstallCommand(const KernelInstallOptions& options, const SettingsFlag
   return 0;
 }
 
-int KernelRunCommand(const KernelRunOptions& options, const SettingsFlags& settings) {
-  // Before any thread exists (see jupyter::BlockInterruptsForKernel).
-  jupyter::BlockInterruptsForKernel();
-  jupyter::KernelOptions ko;
-  ko.language = options.language;
-  ko.connection_file = options.connection_file;
-  for (const auto& [name, text] : options.limits) {
-    if (auto ok = ko.limits.Set(name, text); !ok) return Fatal("run", ok.error().message());
+std::vector<std::string> KernelProcessArgs(const KernelRunOptions& options,
+                                           const SettingsFlags& settings) {
+  std::vector<std::string> args;
+  for (const auto& [flag, value] : {std::pair{"--config", &settings.config_file},
+                                    std::pair{"--languages-dir", &settings.languages_dir},
+                                    std::pair{"--cache-dir", &settings.cache_dir}}) {
+    if (!value->empty()) args.insert(args.end(), {flag, *value});
   }
-  auto config = LoadSettings(settings);
-  if (!config) return Fatal("run", config.error().message());
-  auto engine =
-      engine::Engine::Create(*config, {.check_patterns = false, .only_language = options.language});
-  if (!engine) return Fatal("run", engine.error().message(), kExitInternal);
-  auto served = jupyter::RunKernel(**engine, ko);
-  if (!served) return Fatal("run", served.error().message(), kExitInternal);
-  return 0;
+  args.insert(args.end(), {"--language", options.language, "-f", options.connection_file});
+  for (const auto& [name, text] : options.limits) {
+    for (const auto& d : languages::LimitDecls()) {
+      if (d.name == name) args.insert(args.end(), {"--" + std::string(d.flag), text});
+    }
+  }
+  return args;
+}
+
+int KernelRunCommand(const KernelRunOptions& options, const SettingsFlags& settings) {
+  const std::string self = SelfPath();
+  if (self.empty()) return Fatal("run", "cannot find this polyrun's path", kExitInternal);
+  std::vector<std::string> args = {self.substr(0, self.rfind('/') + 1) + kKernelProgram};
+  for (auto& a : KernelProcessArgs(options, settings)) args.push_back(std::move(a));
+  std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(argv[0], argv.data());
+  return Fatal("run", "execv " + args[0] + ": " + std::strerror(errno), kExitInternal);
 }
 
 }  // namespace polyrun::cli

@@ -25,8 +25,14 @@ struct KernelRunOptions {
 // where. Returns the process exit code.
 int KernelInstallCommand(const KernelInstallOptions& options, const SettingsFlags& settings);
 
-// `polyrun kernel run`: serves one Jupyter kernel until Jupyter shuts it down. Jupyter starts
-// this from a kernelspec's argv. Returns the process exit code.
+// `polyrun kernel run`, which Jupyter starts from a kernelspec's argv: replaces this process
+// (same pid) with polyrun-kernel, the program beside this one that serves the kernel until
+// Jupyter shuts it down. Returns an exit code only when that program cannot be executed.
 int KernelRunCommand(const KernelRunOptions& options, const SettingsFlags& settings);
+
+// polyrun-kernel's arguments (after argv[0]) for `options` and `settings`: --config,
+// --languages-dir and --cache-dir when set, --language, -f, then one --FLAG VALUE per limit.
+std::vector<std::string> KernelProcessArgs(const KernelRunOptions& options,
+                                           const SettingsFlags& settings);
 
 }  // namespace polyrun::cli

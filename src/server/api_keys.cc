@@ -1,6 +1,6 @@
 #include "server/api_keys.h"
 
-#include <openssl/crypto.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <cmath>
@@ -25,7 +25,7 @@ const ApiKey* ApiKeys::Find(std::string_view token) const {
   for (const auto& k : state_->keys) {
     // Every key is compared in full so the time taken does not tell which one nearly matched.
     if (k.sha256.size() == digest.size() &&
-        CRYPTO_memcmp(k.sha256.data(), digest.data(), digest.size()) == 0) {
+        sodium_memcmp(k.sha256.data(), digest.data(), digest.size()) == 0) {
       found = &k;
     }
   }

@@ -1,23 +1,20 @@
 #include "util/base64.h"
 
-#include <openssl/evp.h>
-
-#include <memory>
+#include <sodium.h>
 
 namespace polyrun {
 
 std::string Base64Encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()),
-                          static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
+  constexpr int kVariant = sodium_base64_VARIANT_ORIGINAL;
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), kVariant), '\0');  // with its NUL
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), kVariant);
+  out.pop_back();
   return out;
 }
 
 Result<std::string> Base64Decode(std::string_view text) {
-  // EVP_DecodeUpdate skips whitespace but also accepts '-' and other quirks; check the alphabet
-  // first so the error can name the position.
+  // The alphabet is checked here first so that the error can name the position.
   size_t pad = 0;
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
@@ -34,24 +31,14 @@ Result<std::string> Base64Decode(std::string_view text) {
     }
   }
   if (pad > 2) return Fail(Errc::kInvalidArgument, "base64: too much padding");
-  std::unique_ptr<EVP_ENCODE_CTX, decltype(&EVP_ENCODE_CTX_free)> ctx(EVP_ENCODE_CTX_new(),
-                                                                      &EVP_ENCODE_CTX_free);
-  if (!ctx) throw std::bad_alloc();
-  EVP_DecodeInit(ctx.get());
   std::string out(text.size() / 4 * 3 + 3, '\0');
-  int n = 0;
-  int total = 0;
-  if (EVP_DecodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &n,
-                       reinterpret_cast<const unsigned char*>(text.data()),
-                       static_cast<int>(text.size())) < 0) {
-    return Fail(Errc::kInvalidArgument, "base64: malformed input");
+  size_t n = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
+                        text.size(), "\r\n", &n, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0) {
+    return Fail(Errc::kInvalidArgument,
+                "base64: truncated (length not a multiple of 4) or badly padded input");
   }
-  total = n;
-  if (EVP_DecodeFinal(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + total, &n) < 0) {
-    return Fail(Errc::kInvalidArgument, "base64: truncated input (length not a multiple of 4)");
-  }
-  total += n;
-  out.resize(static_cast<size_t>(total));
+  out.resize(n);
   return out;
 }
 

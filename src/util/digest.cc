@@ -1,47 +1,45 @@
 #include "util/digest.h"
 
-#include <openssl/evp.h>
+#include <sodium.h>
 
 #include <cstdint>
 #include <new>
 
 namespace polyrun {
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr ||
-      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
-    throw std::bad_alloc();
+Sha256::Sha256() : state_(new crypto_hash_sha256_state) {
+  // libsodium asks for it before any of its functions; it is once per process.
+  [[maybe_unused]] static const int initialized = sodium_init();
+  crypto_hash_sha256_init(static_cast<crypto_hash_sha256_state*>(state_));
 }
 
 Sha256::~Sha256() {
-  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+  delete static_cast<crypto_hash_sha256_state*>(state_);
 }
 
 Sha256& Sha256::Add(std::string_view field) {
-  auto* ctx = static_cast<EVP_MD_CTX*>(ctx_);
   uint64_t len = field.size();
   unsigned char prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<unsigned char>(len >> (8 * i));
-  EVP_DigestUpdate(ctx, prefix, sizeof prefix);
-  EVP_DigestUpdate(ctx, field.data(), field.size());
-  return *this;
+  AddRaw(std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix));
+  return AddRaw(field);
 }
 
 Sha256& Sha256::AddRaw(std::string_view bytes) {
-  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size());
+  crypto_hash_sha256_update(static_cast<crypto_hash_sha256_state*>(state_),
+                            reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
   return *this;
 }
 
 std::string Sha256::HexDigest() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &n);
+  unsigned char md[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(static_cast<crypto_hash_sha256_state*>(state_), md);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(2 * n);
-  for (unsigned int i = 0; i < n; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
+  out.reserve(2 * sizeof md);
+  for (unsigned char b : md) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
   }
   return out;
 }

@@ -5,8 +5,8 @@
 
 namespace polyrun {
 
-// Incremental SHA-256 (OpenSSL). Fields are length-prefixed by Add so that concatenations
-// cannot collide ("ab"+"c" vs "a"+"bc").
+// Incremental SHA-256 (libsodium: OpenSSL's libcrypto cost every polyrun process ~1 ms to load).
+// Fields are length-prefixed by Add so that concatenations cannot collide ("ab"+"c" vs "a"+"bc").
 class Sha256 {
  public:
   Sha256();
@@ -19,7 +19,7 @@ class Sha256 {
   std::string HexDigest();  // finishes the hash; call once
 
  private:
-  void* ctx_;  // EVP_MD_CTX
+  void* state_;  // crypto_hash_sha256_state, kept out of this header
 };
 
 }  // namespace polyrun

@@ -11,6 +11,24 @@ namespace {
 
 using nlohmann::json;
 
+// `polyrun kernel run` executes polyrun-kernel (src/cli/kernel_main.cc) with its flags, the
+// global ones and the limits included: each one's error comes back from that program.
+TEST(Cli, KernelRunHandsEveryFlagToTheKernelProgram) {
+  auto limit = RunPolyrun(
+      {"kernel", "run", "--language", "python", "-f", "/nonexistent/c.json", "--memory", "lots"});
+  EXPECT_EQ(limit.exit_code, 2) << limit.err;
+  EXPECT_NE(limit.err.find("polyrun kernel run: memory: invalid size \"lots\""), std::string::npos)
+      << limit.err;
+  auto dir = RunPolyrun({"--languages-dir", "/nonexistent-languages", "kernel", "run", "--language",
+                         "python", "-f", "/nonexistent/c.json"});
+  EXPECT_NE(dir.exit_code, 0);
+  EXPECT_NE(dir.err.find("/nonexistent-languages"), std::string::npos) << dir.err;
+  auto file = RunPolyrun(
+      {"kernel", "run", "--language", "python", "-f", "/nonexistent/c.json", "--memory", "64MB"});
+  EXPECT_NE(file.exit_code, 0);
+  EXPECT_NE(file.err.find("connection file /nonexistent/c.json"), std::string::npos) << file.err;
+}
+
 TEST(Cli, StreamsOutputAndPassesTheExitCodeThrough) {
   auto p = RunPolyrun({"run", "-l", "python", "-c",
                        "import sys; print('out'); print('err', file=sys.stderr); sys.exit(7)"});
