@@ -3,13 +3,13 @@
 #include <sodium.h>
 
 #include <cstdint>
-#include <new>
 
 namespace polyrun {
 
+// No sodium_init: it picks CPU-specific implementations and seeds the RNG, and none of what
+// polyrun uses from libsodium (SHA-256, base64, sodium_memcmp) has either; the artifact cache's
+// first key on a compiled run's path would pay it for nothing.
 Sha256::Sha256() : state_(new crypto_hash_sha256_state) {
-  // libsodium asks for it before any of its functions; it is once per process.
-  [[maybe_unused]] static const int initialized = sodium_init();
   crypto_hash_sha256_init(static_cast<crypto_hash_sha256_state*>(state_));
 }
 
